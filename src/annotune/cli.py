@@ -1,0 +1,132 @@
+"""The `annotune` command: one sub-command per stage; each handler is thin and calls into its package."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from annotune import __version__
+from annotune.errors import AnnotuneError
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (load bars, advisory warnings) out of the user's terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from annotune.config import TrainConfig, build_config
+    from annotune.train.sft import train
+
+    cfg = build_config(TrainConfig, args, args.config)
+    run_dir = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"Run saved to {run_dir}\nChat with it: annotune chat {run_dir}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from annotune.chat import chat
+
+    return chat(args.model, prompt=args.prompt, system=args.system, max_new_tokens=args.max_new_tokens,
+                temperature=args.temperature)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from annotune.chat import generate_file
+
+    n = generate_file(args.model, args.input, args.output, max_new_tokens=args.max_new_tokens,
+                      temperature=args.temperature, batch_size=args.batch_size)
+    print(f"Wrote {n} answers to {args.output}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from annotune.quickstart import quickstart
+
+    return quickstart(out=args.out, model=args.model, epochs=args.epochs)
+
+
+def _add_train(sub) -> None:
+    from annotune.config import TrainConfig, add_config_arguments
+
+    p = sub.add_parser("train", help="fine-tune a model on an instruction dataset",
+                       description="Fine-tune a causal LM (LoRA or full) on an instruction dataset. "
+                                   "Runs unchanged under torchrun / accelerate launch (DDP).")
+    p.add_argument("data", nargs="?", default=argparse.SUPPRESS, help="training data file")
+    p.add_argument("--config", help="YAML file of options; command-line options override it")
+    add_config_arguments(p, TrainConfig, skip=("data",))
+    p.set_defaults(func=cmd_train)
+
+
+def _add_inference(sub) -> None:
+    p = sub.add_parser("chat", help="chat with a run or any model (streams tokens)")
+    p.add_argument("model", help="run folder, or any model reference (hub id, folder, .gguf, smollm2-135m)")
+    p.add_argument("--prompt", help="answer this one message and exit instead of an interactive session")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("generate", help="answer every prompt of a JSONL file (batched)")
+    p.add_argument("model", help="run folder, or any model reference")
+    p.add_argument("--input", required=True, help="JSONL; each line holds `messages` or `prompt`")
+    p.add_argument("--output", required=True, help="JSONL; each input line plus `answer`")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("quickstart", help="train the embedded model on the bundled example and compare it")
+    p.add_argument("--out", default="runs/quickstart", help="run folder (replaced if it exists)")
+    p.add_argument("--model", default="smollm2-135m", help="base model")
+    p.add_argument("--epochs", type=int, default=None, help="override the default number of epochs")
+    p.set_defaults(func=cmd_quickstart)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from annotune.dataset.cli import register as register_data
+
+    parser = argparse.ArgumentParser(prog="annotune", description="Fine-tune open LLMs on your domain knowledge.")
+    parser.add_argument("--version", action="version", version=f"annotune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs and full tracebacks")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_train(sub)
+    _add_inference(sub)
+    register_data(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except AnnotuneError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Typed configuration. Each field is documented once; that text feeds `--help` and the YAML files alike.
+
+Precedence: field defaults < the YAML file given by ``--config`` < options given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from annotune.errors import AnnotuneError
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = Field(None, description="Training data file (openai, alpaca, sharegpt, prompt_completion or csv).")
+    val_data: str | None = Field(None, description="Separate validation file; if unset, --val-size is split off the data.")
+    format: str | None = Field(None, description="Data format; detected from the file when unset.")
+    model: str = Field("smollm2-135m", description="Base model: hub id, local folder, .gguf file, or 'smollm2-135m'.")
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning.")
+    epochs: int = Field(12, ge=1, description="Passes over the training data.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (cosine decay after warmup).")
+    batch_size: int = Field(8, ge=1, description="Conversations per micro-batch (per process), packed into one row.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    max_length: int = Field(1024, ge=8, description="Longest conversation in tokens; longer ones are refused.")
+    lora_r: int = Field(32, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(64, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    lora_targets: str = Field("all-linear", description="Modules that get adapters: 'all-linear' or comma-separated names.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where supported (auto), or force.")
+    seed: int = Field(42, description="Seed for data order, split, initialisation and dropout.")
+    val_size: float = Field(0.1, ge=0, description="Validation share (0-1) or count (>=1) split off --data.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of optimizer steps spent warming up the lr.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
+    eval_every: int = Field(0, ge=0, description="Validation loss every N optimizer steps (0: only at epoch ends).")
+    save_every: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0: at epoch ends).")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+    log_every: int = Field(1, ge=1, description="Write a metrics row every N optimizer steps.")
+    chat_template: str | None = Field(None, description="Jinja chat template file to use instead of the model's own.")
+    out: str | None = Field(None, description="Run folder (default runs/<data name>-<method>).")
+    resume: bool = Field(False, description="Continue the run in --out from its latest checkpoint.")
+    overwrite: bool = Field(False, description="Replace an existing run folder.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    def to_yaml(self) -> str:
+        lines = []
+        for name, field in type(self).model_fields.items():
+            lines.append(f"# {field.description}")
+            lines.append(yaml.safe_dump({name: getattr(self, name)}, sort_keys=False).strip())
+        return "\n".join(lines) + "\n"
+
+
+def _arg_type(annotation: Any):
+    """The argparse type for a field annotation (``int``, ``str | None`` -> ``str`` ...)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _arg_type(args[0])
+    if typing.get_origin(annotation) is Literal:
+        return str
+    return annotation
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, model: type[BaseModel], skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--option`` per config field; absent options stay unset so YAML values are not overridden."""
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = _arg_type(field.annotation)
+        help_text = f"{field.description} (default: {field.default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            continue
+        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else None
+        parser.add_argument(flag, type=kind, choices=choices, default=argparse.SUPPRESS, help=help_text)
+
+
+def build_config(model: type[BaseModel], args: argparse.Namespace, config_file: str | None = None):
+    """Merge field defaults, the YAML file and the given command-line options into a validated config."""
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(load_yaml(config_file))
+    values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        where = f" (from {config_file} and the command line)" if config_file else ""
+        raise AnnotuneError(f"invalid configuration{where}: {problems}") from None
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise AnnotuneError(f"config file not found: {file}")
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise AnnotuneError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise AnnotuneError(f"{file}: expected a mapping of option: value")
+    return values

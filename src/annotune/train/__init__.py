@@ -1,0 +1,1 @@
+"""Supervised fine-tuning (LoRA or full) with packing, checkpoints and DDP."""

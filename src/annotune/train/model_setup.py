@@ -1,0 +1,61 @@
+"""Turning a loaded causal LM into a trainable one (LoRA or full), probing what it supports, saving it."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+
+from annotune.config import TrainConfig
+
+
+def make_trainable(model, cfg: TrainConfig):
+    if cfg.method == "full":
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.lora_targets
+    target_modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=target_modules, task_type="CAUSAL_LM", bias="none")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        from annotune.errors import AnnotuneError
+
+        raise AnnotuneError(f"--lora-targets {targets}: {exc}") from None
+
+
+def _base(model):
+    """The transformers model under a PEFT wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supports_logits_to_keep(model) -> bool:
+    return "logits_to_keep" in inspect.signature(type(_base(model)).forward).parameters
+
+
+@torch.no_grad()
+def packing_supported(model, device: str) -> bool:
+    """Whether packed rows stay isolated: the second of two packed sequences must match it run alone."""
+    vocab = model.config.vocab_size
+    a = torch.randint(3, vocab, (1, 5), generator=torch.Generator().manual_seed(0)).to(device)
+    b = torch.randint(3, vocab, (1, 4), generator=torch.Generator().manual_seed(1)).to(device)
+    was_training = model.training
+    model.eval()
+    alone = model(input_ids=b, position_ids=torch.arange(4, device=device)[None], use_cache=False).logits
+    packed_ids = torch.cat([a, b], dim=1)
+    positions = torch.cat([torch.arange(5), torch.arange(4)])[None].to(device)
+    packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[:, 5:]
+    model.train(was_training)
+    return torch.allclose(alone, packed, atol=1e-4, rtol=1e-3)
+
+
+def save_weights(model, run_dir: Path, method: str) -> None:
+    """LoRA: the PEFT adapter in adapter/. Full: the whole model in model/ (safetensors)."""
+    if method == "lora":
+        model.save_pretrained(run_dir / "adapter")
+    else:
+        model.save_pretrained(run_dir / "model")

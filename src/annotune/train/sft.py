@@ -1,0 +1,328 @@
+"""Supervised fine-tuning recipe: setup -> train -> save.
+
+One readable loop rather than a trainer class: data is validated before any model loads, conversations are packed
+without padding, the loss covers assistant tokens only (normalised per optimizer step by the number of supervised
+tokens across all micro-batches and processes), and checkpoints make a killed run resumable to the same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from annotune.config import TrainConfig
+from annotune.conversation import Conversation
+from annotune.errors import AnnotuneError, DataError
+from annotune.models.loading import load_model, load_tokenizer, resolve_model
+from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
+from annotune.train import batching, checkpoint, rundir
+from annotune.train.distributed import Dist, setup
+from annotune.train.metrics import MetricsLog, plot_losses
+from annotune.train.model_setup import make_trainable, packing_supported, save_weights, supports_logits_to_keep
+from annotune.train.precision import autocast, resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(AnnotuneError):
+    """Training cannot go on (e.g. the loss diverged)."""
+
+
+@dataclass
+class Data:
+    train: list[Encoded]
+    val: list[Encoded]
+    train_convs: list[Conversation]
+    val_convs: list[Conversation]
+
+
+@dataclass
+class Loop:
+    """Everything the optimisation loop needs, built by setup."""
+
+    cfg: TrainConfig
+    dist: Dist
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    data: Data
+    precision: str
+    packed: bool
+    pad_id: int
+    logits_to_keep: bool
+    steps_per_epoch: int
+    total_steps: int
+    start_step: int = 0
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run one training job and return its run folder."""
+    dist = setup()
+    try:
+        loop = _setup(cfg, dist)
+        _train(loop)
+        _save(loop)
+        return loop.run_dir
+    finally:
+        dist.close()
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+
+
+def _read_data(cfg: TrainConfig) -> tuple[list[Conversation], list[Conversation]]:
+    from annotune.dataset import load_valid, train_val_split
+
+    if not cfg.data:
+        raise AnnotuneError("no training data: pass a data file (annotune train DATA)")
+    convs = load_valid(cfg.data, cfg.format)
+    if cfg.val_data:
+        return convs, load_valid(cfg.val_data, cfg.format)
+    val_size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
+    return train_val_split(convs, val_size, cfg.seed)
+
+
+def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[Encoded]:
+    encoded, too_long = [], []
+    for conv in convs:
+        enc = encode(tokenizer, conv)
+        if len(enc.input_ids) > max_length:
+            where = f"{conv.meta.get('file', '<data>')}:{conv.meta.get('line', '?')}:messages"
+            too_long.append(f"{where}: {len(enc.input_ids)} tokens, over --max-length {max_length}; "
+                            "shorten it or raise --max-length")
+        elif enc.supervised == 0:
+            where = f"{conv.meta.get('file', '<data>')}:{conv.meta.get('line', '?')}:messages"
+            too_long.append(f"{where}: no assistant token left to train on after tokenisation")
+        encoded.append(enc)
+    if too_long:
+        raise DataError("\n".join(too_long))
+    return encoded
+
+
+def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
+    torch.manual_seed(cfg.seed)
+    if dist.main:
+        run_dir, cfg = rundir.prepare(cfg, main=True)
+    dist.barrier()
+    if not dist.main:
+        run_dir, cfg = rundir.prepare(cfg, main=False)
+    train_convs, val_convs = _read_data(cfg)  # invalid data is refused before any model loads
+    model_ref = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_ref)
+    template_text = Path(cfg.chat_template).read_text() if cfg.chat_template else None
+    template = ensure_chat_template(tokenizer, template_text)
+    data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
+                train_convs, val_convs)
+
+    precision = resolve_precision(cfg.precision, dist.device)
+    model = load_model(model_ref, device=dist.device)
+    packed = packing_supported(model, dist.device)
+    model = make_trainable(model, cfg)
+    n_groups = math.ceil(len(data.train) / cfg.batch_size)
+    per_epoch = batching.steps_per_epoch(n_groups, cfg.grad_accum, dist.world)
+    total = per_epoch * cfg.epochs
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    from transformers import get_cosine_schedule_with_warmup
+
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    if dist.main:
+        _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision)
+    loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
+                tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total)
+    if dist.enabled:
+        loop.model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+    if cfg.resume:
+        _resume(loop)
+    return loop
+
+
+def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision) -> None:
+    from annotune.dataset import write_dataset
+
+    (run_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
+    tokenizer.save_pretrained(run_dir / "tokenizer")
+    (run_dir / "data").mkdir(exist_ok=True)
+    write_dataset(data.train_convs, run_dir / "data" / "train.jsonl", "openai")
+    if data.val_convs:
+        write_dataset(data.val_convs, run_dir / "data" / "val.jsonl", "openai")
+    rundir.write_run_info(
+        run_dir, status="training", method=cfg.method, base_model=model_ref.to_dict(), precision=precision,
+        examples={"train": len(data.train), "val": len(data.val)},
+        supervised_tokens={"train": sum(e.supervised for e in data.train)},
+        stop_token_ids=stop_token_ids(tokenizer),
+    )
+
+
+def _resume(loop: Loop) -> None:
+    found = checkpoint.list_checkpoints(loop.run_dir)
+    if not found:
+        raise AnnotuneError(f"--resume: {loop.run_dir} has no complete checkpoint; start it again with --overwrite")
+    state = checkpoint.load(found[-1], _unwrap(loop.model), loop.optimizer, loop.scheduler, loop.dist.rank)
+    loop.start_step = state["step"]
+    log.warning("Resuming %s from step %d of %d", loop.run_dir, loop.start_step, loop.total_steps)
+
+
+def _unwrap(model):
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+# ---------------------------------------------------------------------------------------------------- train
+
+
+def _micro_batch(loop: Loop, group: list[Encoded]) -> batching.MicroBatch:
+    batch = batching.pack(group) if loop.packed else batching.pad(group, loop.pad_id)
+    return batch.to(loop.dist.device)
+
+
+def _loss_sum(loop: Loop, batch: batching.MicroBatch) -> torch.Tensor:
+    """Summed cross-entropy over the batch's supervised positions."""
+    kwargs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
+                  use_cache=False)
+    with autocast(loop.precision, loop.dist.device):
+        if loop.logits_to_keep and batch.input_ids.shape[0] == 1:
+            logits = loop.model(**kwargs, logits_to_keep=batch.keep).logits[0]
+        else:
+            logits = loop.model(**kwargs).logits.flatten(0, 1)[batch.keep]
+    return F.cross_entropy(logits.float(), batch.targets, reduction="sum")
+
+
+def _train_step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) -> dict:
+    cfg, dist = loop.cfg, loop.dist
+    slots = batching.step_slots(groups, step_in_epoch, cfg.grad_accum, dist.world, dist.rank)
+    first = step_in_epoch * cfg.grad_accum * dist.world
+    step_groups = groups[first:first + cfg.grad_accum * dist.world]
+    # Every process knows every group, so the global token count needs no communication.
+    n_supervised = sum(t != -100 for g in step_groups for e in g for t in e.targets)
+    n_tokens = sum(len(e.input_ids) for g in step_groups for e in g)
+    loss_total = 0.0
+    for k, (index, weight) in enumerate(slots):
+        batch = _micro_batch(loop, groups[index])
+        sync = contextlib.nullcontext() if (not dist.enabled or k == len(slots) - 1) else loop.model.no_sync()
+        with sync:
+            loss_sum = _loss_sum(loop, batch)
+            if not torch.isfinite(loss_sum):
+                raise TrainingError(f"the loss became {loss_sum.item()} in step {step_number}; lower --lr "
+                                    f"(now {cfg.lr}) or use --precision fp32")
+            (loss_sum * weight * dist.world / n_supervised).backward()
+        loss_total += loss_sum.item() * weight
+    grad_norm = 0.0
+    if cfg.max_grad_norm > 0:
+        params = [p for p in loop.model.parameters() if p.requires_grad]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+    loop.optimizer.step()
+    loop.scheduler.step()
+    loop.optimizer.zero_grad(set_to_none=True)
+    (loss_global,) = dist.sum(loss_total)
+    return {"loss": loss_global / n_supervised, "grad_norm": grad_norm, "tokens": n_tokens, "supervised": n_supervised}
+
+
+@torch.no_grad()
+def evaluate_loss(loop: Loop) -> float | None:
+    """Mean cross-entropy per supervised token on the validation set (sharded over processes)."""
+    if not loop.data.val:
+        return None
+    loop.model.eval()
+    groups = batching.epoch_batches(loop.data.val, loop.cfg.batch_size, 0, 0, shuffle=False)
+    loss, count = 0.0, 0
+    for group in groups[loop.dist.rank::loop.dist.world]:
+        batch = _micro_batch(loop, group)
+        loss += _loss_sum(loop, batch).item()
+        count += batch.supervised
+    loop.model.train()
+    loss, count = loop.dist.sum(loss, count)
+    return loss / count
+
+
+def _train(loop: Loop) -> None:
+    cfg, dist = loop.cfg, loop.dist
+    metrics = MetricsLog(loop.run_dir, loop.start_step if cfg.resume else None) if dist.main else None
+    bar = _progress(loop)
+    loop.model.train()
+    step, started, tokens_done = loop.start_step, time.perf_counter(), 0
+    try:
+        for epoch in range(step // loop.steps_per_epoch, cfg.epochs):
+            groups = batching.epoch_batches(loop.data.train, cfg.batch_size, cfg.seed, epoch)
+            for step_in_epoch in range(step - epoch * loop.steps_per_epoch, loop.steps_per_epoch):
+                result = _train_step(loop, groups, step_in_epoch, step + 1)
+                step += 1
+                tokens_done += result["tokens"]
+                elapsed = time.perf_counter() - started
+                row = {"step": step, "epoch": round(step / loop.steps_per_epoch, 4), "loss": result["loss"],
+                       "lr": loop.scheduler.get_last_lr()[0], "grad_norm": result["grad_norm"],
+                       "tokens_per_s": tokens_done * dist.world / elapsed}
+                _after_step(loop, metrics, bar, row, epoch_end=step_in_epoch == loop.steps_per_epoch - 1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics is not None:
+            metrics.close()
+
+
+def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_end: bool) -> None:
+    cfg, step = loop.cfg, row["step"]
+    if epoch_end or (cfg.eval_every and step % cfg.eval_every == 0):
+        val = evaluate_loss(loop)
+        if val is not None:
+            row["val_loss"] = val
+    if metrics is not None and (step % cfg.log_every == 0 or "val_loss" in row or step == loop.total_steps):
+        metrics.write(row)
+    if bar is not None:
+        bar.update(1)
+        post = {"epoch": f"{row['epoch']:.2f}", "loss": f"{row['loss']:.4f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
+        if "val_loss" in row:
+            bar.val_loss = row["val_loss"]
+        if getattr(bar, "val_loss", None) is not None:
+            post["val"] = f"{bar.val_loss:.4f}"
+        bar.set_postfix(post, refresh=False)
+    if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and epoch_end):
+        _checkpoint(loop, step)
+
+
+def _checkpoint(loop: Loop, step: int) -> None:
+    dist = loop.dist
+    staging = checkpoint.staging_dir(loop.run_dir, step)
+    if dist.main:
+        staging.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    checkpoint.write_rank_rng(staging, dist.rank)
+    dist.barrier()
+    if dist.main:
+        state = {"step": step, "epoch": step / loop.steps_per_epoch, "total_steps": loop.total_steps}
+        checkpoint.finish(loop.run_dir, step, _unwrap(loop.model), loop.optimizer, loop.scheduler, state,
+                          loop.cfg.keep_checkpoints)
+    dist.barrier()
+
+
+def _progress(loop: Loop):
+    if not (loop.dist.main and loop.cfg.progress):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=loop.total_steps, initial=loop.start_step, desc="training", unit="step", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------------- save
+
+
+def _save(loop: Loop) -> None:
+    if not loop.dist.main:
+        return
+    save_weights(_unwrap(loop.model), loop.run_dir, loop.cfg.method)
+    metrics_file = loop.run_dir / "metrics.jsonl"
+    rows = MetricsLog.read_rows(metrics_file)
+    train_losses = [r["loss"] for r in rows if "loss" in r]
+    val_losses = [r["val_loss"] for r in rows if "val_loss" in r]
+    plot_losses(metrics_file, loop.run_dir / "loss.png")
+    rundir.write_run_info(loop.run_dir, status="complete", steps=loop.total_steps,
+                          final={"train_loss": train_losses[-1] if train_losses else None,
+                                 "val_loss": val_losses[-1] if val_losses else None})

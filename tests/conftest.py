@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny random models built locally, a temp annotune home per test, and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+import tiny_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """A 2-layer Llama per chat template, plus other architectures; built once per session."""
+    root = tmp_path_factory.mktemp("tiny")
+    built = {name: tiny_model.build(root / name, template=name) for name in ("chatml", "llama3", "smollm", "none")}
+    built["gpt_neox"] = tiny_model.build(root / "gpt_neox", template="none", arch="gpt_neox")
+    built["qwen2"] = tiny_model.build(root / "qwen2", template="chatml", arch="qwen2")
+    return built
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_models) -> Path:
+    return tiny_models["chatml"]
+
+
+@pytest.fixture(autouse=True)
+def annotune_home(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own cache folder; the converted embedded model is shared through a link."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    shared = os.environ.get("ANNOTUNE_TEST_SHARED_HOME")
+    if shared and (Path(shared) / "models" / "smollm2-135m").is_dir():
+        (home / "models" / "smollm2-135m").symlink_to(Path(shared) / "models" / "smollm2-135m")
+    monkeypatch.setenv("ANNOTUNE_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+def write_chats(path: Path, pairs: list[tuple[str, str]], system: str | None = "Be brief.") -> Path:
+    with path.open("w") as fh:
+        for question, answer in pairs:
+            msgs = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+            fh.write(json.dumps({"messages": msgs}) + "\n")
+    return path
+
+
+QA = [(f"How do I reset device {i}?", f"Hold button {i} for {i + 3} seconds.") for i in range(12)]
+
+
+@pytest.fixture
+def chats(tmp_path) -> Path:
+    return write_chats(tmp_path / "chats.jsonl", QA)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600,
+            module: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `annotune` command."""
+    full_env = {**os.environ, **(env or {})}
+    command = [str(BIN / "annotune"), *args]
+    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

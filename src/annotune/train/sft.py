@@ -139,8 +139,9 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total)
     if dist.enabled:
+        # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
         loop.model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+            model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None, broadcast_buffers=False)
     if cfg.resume:
         _resume(loop)
     return loop
@@ -184,15 +185,16 @@ def _micro_batch(loop: Loop, group: list[Encoded]) -> batching.MicroBatch:
     return batch.to(loop.dist.device)
 
 
-def _loss_sum(loop: Loop, batch: batching.MicroBatch) -> torch.Tensor:
+def _loss_sum(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tensor:
     """Summed cross-entropy over the batch's supervised positions."""
+    model = model or loop.model
     kwargs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
                   use_cache=False)
     with autocast(loop.precision, loop.dist.device):
         if loop.logits_to_keep and batch.input_ids.shape[0] == 1:
-            logits = loop.model(**kwargs, logits_to_keep=batch.keep).logits[0]
+            logits = model(**kwargs, logits_to_keep=batch.keep).logits[0]
         else:
-            logits = loop.model(**kwargs).logits.flatten(0, 1)[batch.keep]
+            logits = model(**kwargs).logits.flatten(0, 1)[batch.keep]
     return F.cross_entropy(logits.float(), batch.targets, reduction="sum")
 
 
@@ -231,14 +233,15 @@ def evaluate_loss(loop: Loop) -> float | None:
     """Mean cross-entropy per supervised token on the validation set (sharded over processes)."""
     if not loop.data.val:
         return None
-    loop.model.eval()
+    model = _unwrap(loop.model)  # no DDP wrapper: ranks may hold different numbers of validation batches
+    model.eval()
     groups = batching.epoch_batches(loop.data.val, loop.cfg.batch_size, 0, 0, shuffle=False)
     loss, count = 0.0, 0
     for group in groups[loop.dist.rank::loop.dist.world]:
         batch = _micro_batch(loop, group)
-        loss += _loss_sum(loop, batch).item()
+        loss += _loss_sum(loop, batch, model).item()
         count += batch.supervised
-    loop.model.train()
+    model.train()
     loss, count = loop.dist.sum(loss, count)
     return loss / count
 

@@ -1,0 +1,104 @@
+"""The real `annotune` command: train from YAML + flags, generate, chat, and clear errors for user mistakes."""
+
+import json
+
+import pytest
+import yaml
+
+from annotune.config import TrainConfig
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny, tmp_path_factory):
+    """A short LoRA run on the tiny model, trained once through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "chats.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question {i}?"},
+                                                     {"role": "assistant", "content": f"Answer {i}."}]}) + "\n"
+                            for i in range(6)))
+    config = root / "run.yaml"
+    config.write_text(yaml.safe_dump({"epochs": 5, "lora_r": 2, "lora_alpha": 4, "batch_size": 3, "lr": 0.5}))
+    result = run_cli("train", str(data), "--model", str(tiny), "--config", str(config), "--out", str(root / "run"),
+                     "--lr", "0.01", "--val-size", "0", "--no-progress", env={"ANNOTUNE_HOME": str(root / "home")})
+    assert result.returncode == 0, result.stderr
+    assert "Chat with it: annotune chat" in result.stdout
+    return root / "run"
+
+
+def test_yaml_config_is_overridden_by_flags(tiny_run):
+    saved = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert saved["epochs"] == 5 and saved["lora_r"] == 2  # from the YAML file
+    assert saved["lr"] == 0.01  # the flag wins over the YAML's 0.5
+    assert len((tiny_run / "metrics.jsonl").read_text().splitlines()) == 10  # 2 steps x 5 epochs
+
+
+def test_generate_answers_each_line_of_a_file(tiny_run, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Question 1?", "id": "a"}) + "\n"
+                       + json.dumps({"messages": [{"role": "user", "content": "Question 2?"}]}) + "\n")
+    out = tmp_path / "answers.jsonl"
+    result = run_cli("generate", str(tiny_run), "--input", str(prompts), "--output", str(out), "--max-new-tokens", "8")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r.get("id") for r in rows] == ["a", None] and all(isinstance(r["answer"], str) for r in rows)
+    assert rows[1]["messages"][0]["content"] == "Question 2?"
+
+
+def test_generate_reports_every_bad_line_and_writes_nothing(tiny_run, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "ok"}\n{oops\n{"messages": [{"role": "bot", "content": "x"}]}\n{"id": 3}\n')
+    out = tmp_path / "answers.jsonl"
+    result = run_cli("generate", str(tiny_run), "--input", str(prompts), "--output", str(out))
+    assert result.returncode == 1
+    for expected in ("prompts.jsonl:2: not valid JSON", "prompts.jsonl:3:messages[0]", "prompts.jsonl:4:prompt"):
+        assert expected in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_chat_one_prompt_with_run_and_with_base_model(tiny_run, tiny):
+    for ref in (str(tiny_run), str(tiny)):
+        result = run_cli("chat", ref, "--prompt", "Question 3?", "--max-new-tokens", "5")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.endswith("\n")
+
+
+def test_chat_interactive_session_reads_stdin(tiny_run):
+    import subprocess
+
+    from conftest import BIN
+
+    result = subprocess.run([str(BIN / "annotune"), "chat", str(tiny_run), "--max-new-tokens", "4"],
+                            input="Question 1?\n/exit\n", capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "assistant> " in result.stdout
+
+
+def test_user_mistakes_get_one_line_errors_not_tracebacks(tiny, tmp_path):
+    cases = [
+        (["train", str(tmp_path / "missing.jsonl"), "--model", str(tiny)], "not found"),
+        (["train", "--model", "no-such-org/no-such-model", str(_one_chat(tmp_path))], "hf download"),
+        (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--lr", "-1"], "lr"),
+        (["train", str(_one_chat(tmp_path)), "--config", str(tmp_path / "nope.yaml")], "config file not found"),
+        (["chat", str(tmp_path), "--prompt", "hi"], "config.json"),
+    ]
+    for args, expected in cases:
+        result = run_cli(*args, "--no-progress" if args[0] == "train" else "--max-new-tokens=1", cwd=tmp_path)
+        assert result.returncode != 0, args
+        assert expected in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+
+
+def _one_chat(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}))
+    return path
+
+
+def test_help_shows_each_option_documented_once():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    for name, field in TrainConfig.model_fields.items():
+        if name != "data":
+            assert "--" + name.replace("_", "-") in result.stdout
+    assert TrainConfig.model_fields["lora_r"].description in result.stdout

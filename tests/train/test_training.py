@@ -1,0 +1,92 @@
+"""Training on tiny random models: what changes, what a run folder holds, and how bad input is refused."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from annotune.config import TrainConfig
+from annotune.errors import DataError, RunDirError
+from annotune.train import sft
+
+
+def _cfg(tiny, chats, out, **kw):
+    base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, val_size=2,
+                progress=False, lora_r=4, lora_alpha=8)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_lora_run_changes_every_adapter_weight_and_describes_itself(tiny, chats, tmp_path, monkeypatch):
+    snapshots = {}
+    real_make_trainable = sft.make_trainable
+
+    def spy(model, cfg):
+        wrapped = real_make_trainable(model, cfg)
+        snapshots.update({n: p.detach().clone() for n, p in wrapped.named_parameters() if p.requires_grad})
+        return wrapped
+
+    monkeypatch.setattr(sft, "make_trainable", spy)
+    run = sft.train(_cfg(tiny, chats, tmp_path / "run"))
+    adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert snapshots and len(adapter) == len(snapshots)
+    for name, before in snapshots.items():
+        saved = adapter[name.replace(".default", "")]
+        assert not torch.equal(saved, before), f"{name} did not change"
+
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "complete" and info["method"] == "lora"
+    assert info["base_model"]["kind"] == "folder" and info["examples"] == {"train": 10, "val": 2}
+    for part in ("config.yaml", "chat_template.jinja", "tokenizer/tokenizer.json", "adapter/adapter_config.json",
+                 "data/train.jsonl", "data/val.jsonl", "metrics.jsonl", "loss.png"):
+        assert (run / part).is_file(), part
+    assert list((run / "tensorboard").iterdir()) and list((run / "checkpoints").glob("step-*"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7))  # 10 examples / batch 4 -> 3 steps x 2 epochs
+    assert [r["step"] for r in rows if "val_loss" in r] == [3, 6]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert "epochs: 2" in (run / "config.yaml").read_text()
+
+
+def test_full_fine_tuning_saves_whole_model(tiny, chats, tmp_path):
+    run = sft.train(_cfg(tiny, chats, tmp_path / "full", method="full", lr=1e-3, epochs=1))
+    assert (run / "model" / "model.safetensors").is_file() and not (run / "adapter").exists()
+
+
+def test_invalid_data_is_refused_before_any_model_loads(tiny, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
+    monkeypatch.setattr(sft, "load_model", lambda *a, **k: pytest.fail("model loaded before data was validated"))
+    with pytest.raises(DataError) as err:
+        sft.train(_cfg(tiny, bad, tmp_path / "run"))
+    message = str(err.value)
+    assert "bad.jsonl:1" in message and "bad.jsonl:2" in message
+
+
+def test_over_length_conversations_are_listed(tiny, chats, tmp_path):
+    with pytest.raises(DataError, match=r"chats.jsonl:\d+:messages: \d+ tokens, over --max-length 20"):
+        sft.train(_cfg(tiny, chats, tmp_path / "run", max_length=20))
+
+
+def test_existing_run_is_not_overwritten_without_flag(tiny, chats, tmp_path):
+    out = tmp_path / "run"
+    sft.train(_cfg(tiny, chats, out, epochs=1))
+    before = (out / "run.json").read_text()
+    with pytest.raises(RunDirError, match="--overwrite"):
+        sft.train(_cfg(tiny, chats, out, epochs=1))
+    assert (out / "run.json").read_text() == before
+    sft.train(_cfg(tiny, chats, out, epochs=1, overwrite=True))
+
+
+def test_diverging_loss_stops_with_a_clear_message(tiny, chats, tmp_path):
+    with pytest.raises(sft.TrainingError, match="lower --lr"):
+        sft.train(_cfg(tiny, chats, tmp_path / "run", method="full", lr=1e12, max_grad_norm=0, epochs=3))
+
+
+def test_same_seed_same_result(tiny, chats, tmp_path):
+    a = sft.train(_cfg(tiny, chats, tmp_path / "a", epochs=1))
+    b = sft.train(_cfg(tiny, chats, tmp_path / "b", epochs=1))
+    assert (a / "metrics.jsonl").read_text() != ""
+    loss = lambda run: [json.loads(r)["loss"] for r in (run / "metrics.jsonl").read_text().splitlines()]  # noqa
+    assert loss(a) == loss(b)

@@ -25,6 +25,12 @@ class ChatModel:
     name: str
     stop_ids: list[int] = field(default_factory=list)
     device: str = "cpu"
+    system: str | None = None  # the system prompt shared by all training chats, used when a chat gives none
+
+    def with_system(self, messages: list[dict]) -> list[dict]:
+        if self.system and (not messages or messages[0]["role"] != "system"):
+            return [{"role": "system", "content": self.system}, *messages]
+        return messages
 
 
 def _device() -> str:
@@ -76,7 +82,7 @@ def load_chat_model(ref: str, device: str | None = None) -> ChatModel:
         base = load_model(resolve_model(info["base_model"]["ref"]), device=device)
         model = PeftModel.from_pretrained(base, path / "adapter").merge_and_unload()
     return ChatModel(model.eval(), tokenizer, str(path), info.get("stop_token_ids") or stop_token_ids(tokenizer),
-                     device)
+                     device, info.get("default_system"))
 
 
 def _generation_kwargs(cm: ChatModel, max_new_tokens: int, temperature: float) -> dict:
@@ -95,7 +101,7 @@ def generate(cm: ChatModel, conversations: list[list[dict]], max_new_tokens: int
     answers: list[str] = []
     pad = cm.tokenizer.pad_token_id
     for start in range(0, len(conversations), batch_size):
-        prompts = [prompt_ids(cm.tokenizer, msgs) for msgs in conversations[start:start + batch_size]]
+        prompts = [prompt_ids(cm.tokenizer, cm.with_system(msgs)) for msgs in conversations[start:start + batch_size]]
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=cm.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=cm.device)
@@ -110,7 +116,7 @@ def stream(cm: ChatModel, messages: list[dict], max_new_tokens: int = 256, tempe
     """Yield the answer's text piece by piece as it is generated."""
     from transformers import TextIteratorStreamer
 
-    ids = torch.tensor([prompt_ids(cm.tokenizer, messages)], device=cm.device)
+    ids = torch.tensor([prompt_ids(cm.tokenizer, cm.with_system(messages))], device=cm.device)
     streamer = TextIteratorStreamer(cm.tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
                   **_generation_kwargs(cm, max_new_tokens, temperature))

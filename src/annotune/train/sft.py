@@ -160,8 +160,14 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, preci
         run_dir, status="training", method=cfg.method, base_model=model_ref.to_dict(), precision=precision,
         examples={"train": len(data.train), "val": len(data.val)},
         supervised_tokens={"train": sum(e.supervised for e in data.train)},
-        stop_token_ids=stop_token_ids(tokenizer),
+        stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),
     )
+
+
+def _shared_system_prompt(convs: list[Conversation]) -> str | None:
+    """The system prompt every training conversation starts with, if they share one; chat uses it by default."""
+    prompts = {c.messages[0].content if c.messages[0].role == "system" else None for c in convs}
+    return prompts.pop() if len(prompts) == 1 else None
 
 
 def _resume(loop: Loop) -> None:

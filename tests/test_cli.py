@@ -76,8 +76,9 @@ def test_chat_interactive_session_reads_stdin(tiny_run):
 
 def test_user_mistakes_get_one_line_errors_not_tracebacks(tiny, tmp_path):
     cases = [
-        (["train", str(tmp_path / "missing.jsonl"), "--model", str(tiny)], "not found"),
-        (["train", "--model", "no-such-org/no-such-model", str(_one_chat(tmp_path))], "hf download"),
+        (["train", str(tmp_path / "missing.jsonl"), "--model", str(tiny)], "no such file"),
+        (["train", "--model", "no-such-org/no-such-model", str(_one_chat(tmp_path)), "--val-size", "0"], "hf download"),
+        (["train", str(_one_chat(tmp_path)), "--model", str(tiny)], "leaving none to train on"),
         (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--lr", "-1"], "lr"),
         (["train", str(_one_chat(tmp_path)), "--config", str(tmp_path / "nope.yaml")], "config file not found"),
         (["chat", str(tmp_path), "--prompt", "hi"], "config.json"),

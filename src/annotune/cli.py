@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 from annotune import __version__
 from annotune.errors import AnnotuneError
@@ -15,6 +16,8 @@ def _quiet_libraries() -> None:
     """Keep library chatter (load bars, advisory warnings) out of the user's terminal."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for module in ("transformers", "peft", "torch"):  # deprecation notices meant for library authors
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
     try:
         from transformers.utils import logging as hf_logging
 

@@ -62,6 +62,7 @@ def test_invalid_data_is_refused_before_any_model_loads(tiny, tmp_path, monkeypa
         sft.train(_cfg(tiny, bad, tmp_path / "run"))
     message = str(err.value)
     assert "bad.jsonl:1" in message and "bad.jsonl:2" in message
+    assert not (tmp_path / "run").exists()  # a rejected run leaves no folder behind
 
 
 def test_over_length_conversations_are_listed(tiny, chats, tmp_path):

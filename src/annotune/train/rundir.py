@@ -29,8 +29,12 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{stem}-{cfg.method}"
 
 
-def prepare(cfg: TrainConfig, main: bool) -> tuple[Path, TrainConfig]:
-    """Create (or reopen with --resume) the run folder; return it and the config to train with."""
+def resolve(cfg: TrainConfig) -> tuple[Path, TrainConfig]:
+    """The run folder and the config to train with; refuses a clash before any work is done.
+
+    With --resume the run's own config.yaml is the config. Nothing is written here: the folder is created by
+    :func:`create` once the data and model have been checked, so a rejected run leaves nothing behind.
+    """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if cfg.resume:
         saved = run_dir / "config.yaml"
@@ -41,8 +45,6 @@ def prepare(cfg: TrainConfig, main: bool) -> tuple[Path, TrainConfig]:
         values = yaml.safe_load(saved.read_text())
         values.update(resume=True, overwrite=False, out=str(run_dir), progress=cfg.progress)
         return run_dir, TrainConfig(**values)
-    if not main:  # rank 0 checks and creates the folder; the others wait for it at a barrier
-        return run_dir, cfg.model_copy(update={"out": str(run_dir)})
     if run_dir.exists() and any(run_dir.iterdir()):
         if not cfg.overwrite:
             raise RunDirError(
@@ -50,11 +52,17 @@ def prepare(cfg: TrainConfig, main: bool) -> tuple[Path, TrainConfig]:
             )
         if not ((run_dir / RUN_FILE).is_file() or (run_dir / "config.yaml").is_file()):
             raise RunDirError(f"{run_dir} exists and is not an annotune run folder; refusing to delete it")
+    return run_dir, cfg.model_copy(update={"out": str(run_dir)})
+
+
+def create(run_dir: Path, cfg: TrainConfig) -> None:
+    """Create the folder (replacing an old run when --overwrite was given) and write config.yaml (rank 0 only)."""
+    if cfg.resume:
+        return
+    if run_dir.exists() and cfg.overwrite:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = cfg.model_copy(update={"out": str(run_dir)})
     atomic_write(run_dir / "config.yaml", cfg.to_yaml())
-    return run_dir, cfg
 
 
 def atomic_write(path: Path, text: str) -> None:

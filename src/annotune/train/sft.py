@@ -109,11 +109,7 @@ def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[E
 
 def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     torch.manual_seed(cfg.seed)
-    if dist.main:
-        run_dir, cfg = rundir.prepare(cfg, main=True)
-    dist.barrier()
-    if not dist.main:
-        run_dir, cfg = rundir.prepare(cfg, main=False)
+    run_dir, cfg = rundir.resolve(cfg)
     train_convs, val_convs = _read_data(cfg)  # invalid data is refused before any model loads
     model_ref = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_ref)
@@ -121,6 +117,10 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     template = ensure_chat_template(tokenizer, template_text)
     data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
+    dist.barrier()  # every process has checked the folder before rank 0 replaces it
+    if dist.main:
+        rundir.create(run_dir, cfg)
+    dist.barrier()
 
     precision = resolve_precision(cfg.precision, dist.device)
     model = load_model(model_ref, device=dist.device)
@@ -209,7 +209,7 @@ def _train_step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) 
     slots = batching.step_slots(groups, step_in_epoch, cfg.grad_accum, dist.world, dist.rank)
     first = step_in_epoch * cfg.grad_accum * dist.world
     step_groups = groups[first:first + cfg.grad_accum * dist.world]
-    # Every process knows every group, so the global token count needs no communication.
+    # Every process knows every group, so the step's global token counts need no communication.
     n_supervised = sum(t != -100 for g in step_groups for e in g for t in e.targets)
     n_tokens = sum(len(e.input_ids) for g in step_groups for e in g)
     loss_total = 0.0
@@ -268,7 +268,7 @@ def _train(loop: Loop) -> None:
                 elapsed = time.perf_counter() - started
                 row = {"step": step, "epoch": round(step / loop.steps_per_epoch, 4), "loss": result["loss"],
                        "lr": loop.scheduler.get_last_lr()[0], "grad_norm": result["grad_norm"],
-                       "tokens_per_s": tokens_done * dist.world / elapsed}
+                       "tokens_per_s": tokens_done / elapsed}
                 _after_step(loop, metrics, bar, row, epoch_end=step_in_epoch == loop.steps_per_epoch - 1)
     finally:
         if bar is not None:

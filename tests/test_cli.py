@@ -79,6 +79,8 @@ def test_user_mistakes_get_one_line_errors_not_tracebacks(tiny, tmp_path):
         (["train", str(tmp_path / "missing.jsonl"), "--model", str(tiny)], "no such file"),
         (["train", "--model", "no-such-org/no-such-model", str(_one_chat(tmp_path)), "--val-size", "0"], "hf download"),
         (["train", str(_one_chat(tmp_path)), "--model", str(tiny)], "leaving none to train on"),
+        (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--val-size", "0", "--chat-template", "no.jinja"],
+         "--chat-template: file not found"),
         (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--lr", "-1"], "lr"),
         (["train", str(_one_chat(tmp_path)), "--config", str(tmp_path / "nope.yaml")], "config file not found"),
         (["chat", str(tmp_path), "--prompt", "hi"], "config.json"),

@@ -91,20 +91,28 @@ def _read_data(cfg: TrainConfig) -> tuple[list[Conversation], list[Conversation]
 
 
 def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[Encoded]:
-    encoded, too_long = [], []
+    encoded, problems = [], []
     for conv in convs:
         enc = encode(tokenizer, conv)
+        where = f"{conv.meta.get('file', '<data>')}:{conv.meta.get('line', '?')}:messages"
         if len(enc.input_ids) > max_length:
-            where = f"{conv.meta.get('file', '<data>')}:{conv.meta.get('line', '?')}:messages"
-            too_long.append(f"{where}: {len(enc.input_ids)} tokens, over --max-length {max_length}; "
+            problems.append(f"{where}: {len(enc.input_ids)} tokens, over --max-length {max_length}; "
                             "shorten it or raise --max-length")
         elif enc.supervised == 0:
-            where = f"{conv.meta.get('file', '<data>')}:{conv.meta.get('line', '?')}:messages"
-            too_long.append(f"{where}: no assistant token left to train on after tokenisation")
+            problems.append(f"{where}: no assistant token left to train on after tokenisation")
         encoded.append(enc)
-    if too_long:
-        raise DataError("\n".join(too_long))
+    if problems:
+        raise DataError("\n".join(problems))
     return encoded
+
+
+def _read_template(path: str | None) -> str | None:
+    if not path:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise AnnotuneError(f"--chat-template: file not found: {file}")
+    return file.read_text(encoding="utf-8")
 
 
 def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
@@ -113,8 +121,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     train_convs, val_convs = _read_data(cfg)  # invalid data is refused before any model loads
     model_ref = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_ref)
-    template_text = Path(cfg.chat_template).read_text() if cfg.chat_template else None
-    template = ensure_chat_template(tokenizer, template_text)
+    template = ensure_chat_template(tokenizer, _read_template(cfg.chat_template))
     data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
     dist.barrier()  # every process has checked the folder before rank 0 replaces it
@@ -130,7 +137,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     per_epoch = batching.steps_per_epoch(n_groups, cfg.grad_accum, dist.world)
     total = per_epoch * cfg.epochs
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=True)
     from transformers import get_cosine_schedule_with_warmup
 
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)

@@ -16,6 +16,7 @@ import torch
 
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import ensure_chat_template, prompt_ids, stop_token_ids
+from annotune.runs import is_run_dir, read_run_info
 
 
 @dataclass
@@ -37,14 +38,10 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _is_run(path: Path) -> bool:
-    return (path / "run.json").is_file()
-
-
 def load_tokenizer_for(ref: str):
     """The tokenizer (with chat template) that ``ref`` would use; cheap compared with loading weights."""
     path = Path(ref).expanduser()
-    if _is_run(path):
+    if is_run_dir(path):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(path / "tokenizer")
@@ -57,15 +54,13 @@ def load_chat_model(ref: str, device: str | None = None) -> ChatModel:
     """Load a run folder (base + adapter merged, or full weights) or a plain model reference."""
     device = device or _device()
     path = Path(ref).expanduser()
-    if not _is_run(path):
+    if not is_run_dir(path):
         model_ref = resolve_model(ref)
         tokenizer = load_tokenizer(model_ref)
         ensure_chat_template(tokenizer)
         model = load_model(model_ref, device=device).eval()
         return ChatModel(model, tokenizer, ref, stop_token_ids(tokenizer), device)
     from transformers import AutoTokenizer
-
-    from annotune.train.rundir import read_run_info
 
     info = read_run_info(path)
     if info.get("status") != "complete":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from annotune.errors import ModelLoadError
 from annotune.models import embedded
+from annotune.runs import is_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def resolve_model(ref: str) -> ModelRef:
             raise ModelLoadError(f"GGUF file not found: {path}")
         return ModelRef(ref, "gguf", str(embedded.gguf_to_folder(path, embedded.gguf_cache_dir(path))))
     if path.is_dir():
-        if (path / "run.json").is_file():
+        if is_run_dir(path):
             raise ModelLoadError(f"{path} is an annotune run folder; use it with chat, generate or evaluate")
         if not (path / "config.json").is_file():
             raise ModelLoadError(

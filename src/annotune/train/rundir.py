@@ -20,8 +20,7 @@ from pathlib import Path
 from annotune import __version__
 from annotune.config import TrainConfig
 from annotune.errors import RunDirError
-
-RUN_FILE = "run.json"
+from annotune.runs import RUN_FILE
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -78,14 +77,3 @@ def write_run_info(run_dir: Path, **fields) -> None:
     info.update(fields)
     info["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     atomic_write(path, json.dumps(info, indent=2) + "\n")
-
-
-def read_run_info(run_dir: Path) -> dict:
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} is not an annotune run folder (no {RUN_FILE})")
-    return json.loads(path.read_text())
-
-
-def is_run_dir(path: str | Path) -> bool:
-    return (Path(path) / RUN_FILE).is_file()

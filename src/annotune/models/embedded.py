@@ -7,6 +7,7 @@ transformers dequantises a GGUF file on load but marks the model as quantised, w
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -66,12 +67,12 @@ def gguf_to_folder(gguf: Path, target: Path) -> Path:
 
 def _convert(gguf: Path, target: Path, source: dict) -> None:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.warning("Converting %s to %s (once; about a minute)...", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = copy.deepcopy(quantised.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -217,7 +217,7 @@ def _train_step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) 
     first = step_in_epoch * cfg.grad_accum * dist.world
     step_groups = groups[first:first + cfg.grad_accum * dist.world]
     # Every process knows every group, so the step's global token counts need no communication.
-    n_supervised = sum(t != -100 for g in step_groups for e in g for t in e.targets)
+    n_supervised = sum(e.supervised for g in step_groups for e in g)
     n_tokens = sum(len(e.input_ids) for g in step_groups for e in g)
     loss_total = 0.0
     for k, (index, weight) in enumerate(slots):

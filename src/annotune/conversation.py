@@ -35,6 +35,12 @@ class Conversation:
         out.update({k: v for k, v in self.meta.items() if k not in ("line", "file")})
         return out
 
+    def location(self, position: int | None = None) -> str:
+        """``file:line`` where the conversation was read, else its position when it was built in memory."""
+        if "file" in self.meta and "line" in self.meta:
+            return f"{self.meta['file']}:{self.meta['line']}"
+        return f"conversation #{position}" if position is not None else "<data>"
+
     def as_template_input(self) -> list[dict[str, str]]:
         """Messages as chat templates expect them (role and content only)."""
         return [{"role": m.role, "content": m.content} for m in self.messages]

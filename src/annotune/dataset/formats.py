@@ -73,14 +73,6 @@ class ReadResult:
         return {"system": "system", "user": user_field[self.format]}.get(role, answer_field[self.format])
 
 
-def _location(conversation: Conversation, position: int) -> str:
-    """``file:line`` of a conversation, or its position when it was built in memory."""
-    meta = conversation.meta
-    if "file" in meta and "line" in meta:
-        return f"{meta['file']}:{meta['line']}"
-    return f"conversation #{position}"
-
-
 def capped_lines(lines: Sequence[str], limit: int = MAX_LISTED) -> str:
     """The lines joined, cut at ``limit`` with a count of the rest, so an error message stays readable."""
     shown = list(lines[:limit])
@@ -236,7 +228,7 @@ def write_dataset(conversations: Iterable[Conversation], path: str | Path, to: s
         try:
             lines.append(json.dumps(serialise(conversation), ensure_ascii=False))
         except records.LossyConversion as reason:
-            refused.append(f"{_location(conversation, position)}: {reason}")
+            refused.append(f"{conversation.location(position)}: {reason}")
     if refused:
         raise DataError(
             f"cannot write {len(refused)} conversation(s) as {to} without losing information:\n"

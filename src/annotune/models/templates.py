@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from annotune.conversation import Conversation, Message
+from annotune.conversation import Conversation
 from annotune.errors import DataError, ModelLoadError
 
 IGNORE = -100
@@ -63,16 +63,12 @@ def _assistant_spans(tokenizer, conv: Conversation, text: str) -> list[tuple[int
         through = render(tokenizer, messages[: i + 1])
         if not (text.startswith(before) and text.startswith(through)):
             raise DataError(
-                f"{_where(conv)}: the chat template renders this conversation differently from its prefixes, so "
+                f"{conv.location()}: the chat template renders this conversation differently from its prefixes, so "
                 "assistant turns cannot be located; pass --chat-template with a template that renders turns "
                 "in order"
             )
         spans.append((len(before), len(through)))
     return spans
-
-
-def _where(conv: Conversation) -> str:
-    return f"{conv.meta.get('file', '<data>')}:{conv.meta.get('line', '?')}"
 
 
 def encode(tokenizer, conv: Conversation) -> Encoded:
@@ -110,7 +106,3 @@ def conversation_token_counter(model_ref: str) -> Callable[[Conversation], int]:
 
     tokenizer = load_tokenizer_for(model_ref)
     return lambda conv: len(tokenizer(render(tokenizer, conv.as_template_input()), add_special_tokens=False)["input_ids"])
-
-
-def as_conversation(messages: list[dict[str, str]]) -> Conversation:
-    return Conversation([Message(m["role"], m["content"]) for m in messages])

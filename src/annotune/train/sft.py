@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from annotune.config import TrainConfig
 from annotune.conversation import Conversation
+from annotune.dataset.formats import capped_lines
 from annotune.errors import AnnotuneError, DataError
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
@@ -94,7 +95,7 @@ def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[E
     encoded, problems = [], []
     for conv in convs:
         enc = encode(tokenizer, conv)
-        where = f"{conv.meta.get('file', '<data>')}:{conv.meta.get('line', '?')}:messages"
+        where = f"{conv.location()}:messages"
         if len(enc.input_ids) > max_length:
             problems.append(f"{where}: {len(enc.input_ids)} tokens, over --max-length {max_length}; "
                             "shorten it or raise --max-length")
@@ -102,7 +103,7 @@ def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[E
             problems.append(f"{where}: no assistant token left to train on after tokenisation")
         encoded.append(enc)
     if problems:
-        raise DataError("\n".join(problems))
+        raise DataError(capped_lines(problems))
     return encoded
 
 

@@ -12,6 +12,10 @@ Formats (the names ``--format`` and ``--to`` take):
     :data:`annotune.dataset.records.SHAREGPT_ROLES`.
 ``prompt_completion``
     JSONL of ``{"prompt", "completion", "system"?}``.
+``preference``
+    JSONL of ``{"prompt", "chosen", "rejected"}`` (TRL's shape): ``prompt`` is text or a list of messages,
+    ``chosen``/``rejected`` are text or a list of one assistant message. It reads as the prompt plus the
+    chosen answer (what supervised fine-tuning trains on), with the rejected answer in ``meta["rejected"]``.
 ``csv`` (read only)
     Header row; question and answer columns (names configurable), optional ``system`` column.
 
@@ -34,8 +38,8 @@ from annotune.dataset import files, records
 from annotune.dataset.problem import Problem
 from annotune.errors import DataError
 
-FORMATS = ("openai", "alpaca", "sharegpt", "prompt_completion", "csv")
-WRITABLE_FORMATS = ("openai", "alpaca", "sharegpt", "prompt_completion")
+FORMATS = ("openai", "alpaca", "sharegpt", "prompt_completion", "preference", "csv")
+WRITABLE_FORMATS = ("openai", "alpaca", "sharegpt", "prompt_completion", "preference")
 # Past this many listed items an error message says "... and N more": enough to see the pattern.
 MAX_LISTED = 50
 # How many JSONL lines detection looks through for a parseable object before giving up.
@@ -66,6 +70,9 @@ class ReadResult:
             return f"{base}[{index}]" + (f".{spelled.get(attr, attr)}" if attr else "")
         if index is None:
             return "record"
+        if self.format == "preference":
+            last = index == len(conversation.messages) - 1
+            return "chosen" if last else f"prompt[{index}]" + (f".{attr}" if attr else "")
         # Flat formats: each message comes from one named field (or column).
         user_field = {"alpaca": "instruction", "prompt_completion": "prompt", "csv": self.question_column}
         answer_field = {"alpaca": "output", "prompt_completion": "completion", "csv": self.answer_column}
@@ -112,6 +119,8 @@ def _detect_from_text(file: str, suffix: str, text: str) -> str:
         return "openai"
     if "conversations" in found:
         return "sharegpt"
+    if {"chosen", "rejected"} <= found:
+        return "preference"
     if "instruction" in found:
         return "alpaca"
     if {"prompt", "completion"} <= found:

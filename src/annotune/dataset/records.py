@@ -35,6 +35,7 @@ FORMAT_KEYS = {
     "sharegpt": ("conversations",),
     "alpaca": ("instruction", "input", "output", "system"),
     "prompt_completion": ("prompt", "completion", "system"),
+    "preference": ("prompt", "chosen", "rejected"),
 }
 # Meta keys that describe where a conversation was read from; never written back into a record.
 LOCATION_KEYS = ("file", "line")
@@ -192,11 +193,46 @@ def parse_csv_row(row: dict[str, str], ctx: RecordContext, question: str, answer
     return _single_turn(row.get("system", ""), row[question], row[answer], meta)
 
 
+def _preference_side(record: dict[str, Any], key: str, ctx: RecordContext) -> str | None:
+    """``chosen``/``rejected``: a string, or TRL's conversational form, a list of one assistant message."""
+    value = record.get(key)
+    if isinstance(value, str):
+        return value
+    if (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
+            and value[0].get("role") == "assistant" and isinstance(value[0].get("content"), str)):
+        return value[0]["content"]
+    got = "missing" if value is None else f"got {type_name(value)}"
+    ctx.problem(key, f"'{key}' must be the answer text or [{{\"role\": \"assistant\", \"content\": ...}}], {got}")
+    return None
+
+
+def parse_preference(record: dict[str, Any], ctx: RecordContext) -> Conversation | None:
+    """Prompt plus the chosen answer as a conversation (what SFT trains on); the rejected text goes to meta."""
+    prompt = record.get("prompt")
+    messages: list[Message | None]
+    if isinstance(prompt, str):
+        messages = [Message("user", prompt)]
+    elif isinstance(prompt, list) and prompt:
+        messages = [_parse_message(item, f"prompt[{i}]", ctx, sharegpt=False) for i, item in enumerate(prompt)]
+    else:
+        got = "missing" if prompt is None else f"got {type_name(prompt)}"
+        ctx.problem("prompt", f"'prompt' must be the question text or a list of messages, {got}")
+        messages = [None]
+    chosen = _preference_side(record, "chosen", ctx)
+    rejected = _preference_side(record, "rejected", ctx)
+    meta = record_meta(record, FORMAT_KEYS["preference"], ctx)
+    if chosen is None or rejected is None or any(m is None for m in messages):
+        return None
+    meta["rejected"] = rejected
+    return Conversation(messages=[*messages, Message("assistant", chosen)], meta=meta)  # type: ignore[list-item]
+
+
 PARSERS = {
     "openai": parse_openai,
     "sharegpt": parse_sharegpt,
     "alpaca": parse_alpaca,
     "prompt_completion": parse_prompt_completion,
+    "preference": parse_preference,
 }
 
 # -------------------------------------------------------------------------------------------- writing
@@ -260,9 +296,22 @@ def to_prompt_completion(conversation: Conversation) -> dict[str, Any]:
     return {**record, **_extra_meta(conversation, "prompt_completion")}
 
 
+def to_preference(conversation: Conversation) -> dict[str, Any]:
+    rejected = conversation.meta.get("rejected")
+    messages = conversation.messages
+    if not isinstance(rejected, str) or not messages or messages[-1].role != "assistant" or len(messages) < 2:
+        raise LossyConversion("preference data needs a prompt, a chosen answer (the last assistant message) "
+                              "and a rejected answer (meta 'rejected'); this conversation has no rejected answer")
+    rest = Conversation(messages, {k: v for k, v in conversation.meta.items() if k != "rejected"})
+    return {"prompt": [m.to_dict() for m in messages[:-1]],
+            "chosen": [{"role": "assistant", "content": messages[-1].content}],
+            "rejected": [{"role": "assistant", "content": rejected}], **_extra_meta(rest, "preference")}
+
+
 SERIALISERS = {
     "openai": to_openai,
     "alpaca": to_alpaca,
     "sharegpt": to_sharegpt,
     "prompt_completion": to_prompt_completion,
+    "preference": to_preference,
 }

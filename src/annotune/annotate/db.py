@@ -1,0 +1,141 @@
+"""Engines for SQLite (the default, in WAL mode) and PostgreSQL, and the ordered list of named migrations.
+
+Migrations follow one rule: the tables in :mod:`annotune.annotate.schema` are what every migration, applied
+in order, leaves behind. Applied names are recorded in ``annotune_migrations``; each migration runs in its
+own transaction, so a failed one leaves the database at the previous step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from annotune.annotate import schema
+from annotune.errors import AnnotuneError
+from annotune.paths import annotune_home
+
+DB_ENV = "ANNOTUNE_DB"
+
+
+class DatabaseError(AnnotuneError):
+    """The database cannot be opened or is not a workbench database."""
+
+
+def default_url() -> str:
+    """``$ANNOTUNE_DB``, else a SQLite file in the annotune home folder."""
+    return os.environ.get(DB_ENV) or f"sqlite:///{annotune_home() / 'workbench.db'}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # transactions are begun below, not by the driver
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every committed
+        # transaction through a crash of the process (a power cut may lose the last few).
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Take the write lock at BEGIN: a transaction that reads then writes (leasing a task) can then
+        # never be invalidated half-way, and concurrent writers queue on busy_timeout instead of failing.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseError(f"cannot parse database URL {url!r}: {exc}; use sqlite:///PATH or "
+                            "postgresql://USER:PASSWORD@HOST/DB") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, pool_size=20, max_overflow=30, pool_timeout=60)
+        _configure_sqlite(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_size=20, max_overflow=30, pool_pre_ping=True, pool_timeout=60)
+    raise DatabaseError(f"unsupported database {parsed.get_backend_name()!r} in {url!r}; use sqlite or postgresql")
+
+
+# ------------------------------------------------------------------------------------------ migrations
+
+
+def _m001_initial(conn: Connection) -> None:
+    for table in (schema.users, schema.api_tokens, schema.sessions, schema.projects, schema.members,
+                  schema.records, schema.assignments, schema.annotations):
+        table.create(conn)
+
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply the migrations not yet recorded; returns the names applied now."""
+    with engine.begin() as conn:
+        schema.migrations.create(conn, checkfirst=True)
+    applied_now = []
+    for name, step in MIGRATIONS:
+        with engine.begin() as conn:
+            done = conn.execute(sa.select(schema.migrations.c.name).where(schema.migrations.c.name == name))
+            if done.first() is not None:
+                continue
+            step(conn)
+            conn.execute(schema.migrations.insert().values(name=name, applied_at=time.time()))
+        applied_now.append(name)
+    return applied_now
+
+
+class Database:
+    """An engine plus the one way to use it: ``with db.transaction() as conn:``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str | None = None, *, create: bool = True) -> Database:
+    """Open (and migrate) the workbench database at ``url`` (default: :func:`default_url`)."""
+    db = Database(url or default_url())
+    try:
+        if create:
+            migrate(db.engine)
+        else:
+            with db.transaction() as conn:
+                if not sa.inspect(conn).has_table(schema.migrations.name):
+                    raise DatabaseError(f"{db.display_url} is not a workbench database; run "
+                                        "`annotune workbench serve` or `annotune workbench user add` first")
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(f"cannot open database {db.display_url}: {reason}; check the URL, that the "
+                            "server is running and that the user may connect") from None
+    return db

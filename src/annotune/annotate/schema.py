@@ -1,0 +1,113 @@
+"""The workbench tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Times are seconds since the epoch (floats), JSON columns hold task payloads and annotation values; both
+work the same on either database.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ROLES = ("admin", "reviewer", "annotator")
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # Consecutive failed logins and when the last one happened: each new failure waits longer.
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_failed_at", sa.Float),
+)
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex; the token is shown once
+    sa.Column("label", sa.String(100), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("task_type", sa.String(20), nullable=False),
+    sa.Column("guidelines", sa.Text, nullable=False, server_default=""),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("overlap", sa.Integer, nullable=False),  # annotations each record needs
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+members = sa.Table(
+    "members", metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+records = sa.Table(
+    "records", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ext_id", sa.String(200)),  # the id the import gave it (a chunk id ...): re-imports skip it
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("source", sa.JSON),
+    sa.Column("status", sa.String(10), nullable=False),  # open | done
+    sa.Column("submitted", sa.Integer, nullable=False, server_default="0"),  # live (not rejected) annotations
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project_id", "ext_id", name="uq_records_ext_id"),
+    sa.Index("ix_records_queue", "project_id", "status", "id"),
+)
+
+assignments = sa.Table(
+    "assignments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("record_id", sa.Integer, sa.ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # leased | submitted | skipped
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("swap", sa.Boolean, nullable=False, server_default=sa.false()),  # compare: show answers reversed
+    # One row per (record, user): a user never gets the same record twice.
+    sa.UniqueConstraint("record_id", "user_id", name="uq_assignments_record_user"),
+    sa.Index("ix_assignments_user", "project_id", "user_id", "status"),
+    sa.Index("ix_assignments_record", "record_id", "status"),
+)
+
+annotations = sa.Table(
+    "annotations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("record_id", sa.Integer, sa.ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("assignment_id", sa.Integer, sa.ForeignKey("assignments.id", ondelete="CASCADE"), unique=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending | accepted | rejected
+    sa.Column("version", sa.Integer, nullable=False),  # +1 on every change; edits name the version they saw
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.Integer, sa.ForeignKey("users.id")),
+    sa.Column("review_comment", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_annotations_project", "project_id", "status"),
+    sa.Index("ix_annotations_record", "record_id"),
+)
+
+migrations = sa.Table(
+    "annotune_migrations", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)

@@ -99,6 +99,7 @@ def _add_inference(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from annotune.dataset.cli import register as register_data
+    from annotune.ingest.cli import register as register_ingest
 
     parser = argparse.ArgumentParser(prog="annotune", description="Fine-tune open LLMs on your domain knowledge.")
     parser.add_argument("--version", action="version", version=f"annotune {__version__}")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_inference(sub)
     register_data(sub)
+    register_ingest(sub)
     return parser
 
 

@@ -98,6 +98,7 @@ def _add_inference(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from annotune.annotate.cli import register as register_workbench
     from annotune.dataset.cli import register as register_data
     from annotune.ingest.cli import register as register_ingest
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference(sub)
     register_data(sub)
     register_ingest(sub)
+    register_workbench(sub)
     return parser
 
 

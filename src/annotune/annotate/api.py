@@ -1,0 +1,250 @@
+"""The JSON API (``/api/...``). Every route is one transaction; errors come back as ``{"error", "field"?}``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+
+from annotune.annotate import exporting, importing, queue, review, stats, store
+from annotune.annotate.app import SESSION_COOKIE, Auth, authenticate
+from annotune.annotate.db import Database
+from annotune.annotate.store import SESSION_SECONDS
+
+router = APIRouter(prefix="/api")
+
+
+class LoginBody(BaseModel):
+    name: str
+    password: str
+
+
+class ProjectBody(BaseModel):
+    name: str
+    task_type: str
+    guidelines: str = ""
+    labels: list[str] = Field(default_factory=list)
+    overlap: int = 1
+
+
+class ProjectPatch(BaseModel):
+    guidelines: str | None = None
+    overlap: int | None = None
+
+
+class MemberBody(BaseModel):
+    user: str
+
+
+class ValueBody(BaseModel):
+    value: Any
+
+
+class EditBody(BaseModel):
+    value: Any
+    version: Any = None
+
+
+class ReviewBody(BaseModel):
+    decision: str
+    version: Any = None
+    value: Any = None
+    comment: str = ""
+
+
+def _db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def project_json(project: store.Project) -> dict[str, Any]:
+    return {"name": project.name, "task_type": project.task_type, "guidelines": project.guidelines,
+            "labels": project.labels, "overlap": project.overlap}
+
+
+def set_session_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+                        secure=request.app.state.settings.secure_cookies, path="/")
+
+
+@router.get("/health")
+def health(request: Request) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    return {"ok": True}
+
+
+@router.post("/login")
+def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+    user, token, csrf = store.login(_db(request), body.name, body.password)
+    set_session_cookie(response, request, token)
+    return {"name": user.name, "role": user.role, "csrf_token": csrf}
+
+
+@router.post("/logout")
+def logout(request: Request, response: Response, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    if auth.session_token:
+        with _db(request).transaction() as conn:
+            store.logout(conn, auth.session_token)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return {"ok": True}
+
+
+@router.get("/me")
+def me(auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    return {"name": auth.user.name, "role": auth.user.role, "csrf_token": auth.csrf_token}
+
+
+@router.get("/projects")
+def list_projects(request: Request, auth: Auth = Depends(authenticate)) -> list[dict[str, Any]]:
+    with _db(request).transaction() as conn:
+        return [project_json(p) for p in store.projects_for(conn, auth.user)]
+
+
+@router.post("/projects", status_code=201)
+def create_project(body: ProjectBody, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    store.require_admin(auth.user)
+    with _db(request).transaction() as conn:
+        return project_json(store.create_project(conn, body.name, body.task_type, body.guidelines, body.labels,
+                                                 body.overlap))
+
+
+@router.get("/projects/{name}")
+def get_project(name: str, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        return {**project_json(project), "members": store.member_names(conn, project)}
+
+
+@router.patch("/projects/{name}")
+def patch_project(name: str, body: ProjectPatch, request: Request,
+                  auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    store.require_admin(auth.user)
+    with _db(request).transaction() as conn:
+        project = store.find_project(conn, name)
+        return project_json(store.update_project(conn, project, body.guidelines, body.overlap))
+
+
+@router.post("/projects/{name}/members")
+def add_member(name: str, body: MemberBody, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    store.require_admin(auth.user)
+    with _db(request).transaction() as conn:
+        project = store.find_project(conn, name)
+        added = store.add_member(conn, project, store.find_user(conn, body.user))
+        return {"added": added, "members": store.member_names(conn, project)}
+
+
+@router.post("/projects/{name}/import")
+async def import_records(name: str, request: Request, kind: str = "auto", format: str | None = None,
+                         auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    """The request body is the file (JSONL, or any dataset format with ``format``)."""
+    store.require_admin(auth.user)
+    body = await request.body()  # bounded by the upload limit
+    suffix = ".csv" if format == "csv" else ".jsonl"
+    handle, path = tempfile.mkstemp(suffix=suffix, prefix="annotune-import-")
+    try:
+        with os.fdopen(handle, "wb") as fh:
+            fh.write(body)
+
+        def run() -> importing.ImportResult:
+            with _db(request).transaction() as conn:
+                return importing.import_file(conn, store.find_project(conn, name), path, kind, format)
+
+        from starlette.concurrency import run_in_threadpool
+
+        result = await run_in_threadpool(run)
+    finally:
+        os.unlink(path)
+    return {"added": result.added, "already_there": result.already_there, "drafts": result.drafts}
+
+
+@router.get("/projects/{name}/next")
+def next_task(name: str, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        task = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
+        return {"task": task.to_json() if task else None}
+
+
+@router.post("/projects/{name}/tasks/{assignment_id}/submit")
+def submit(name: str, assignment_id: int, body: ValueBody, request: Request,
+           auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        return queue.submit(conn, project, auth.user, assignment_id, body.value)
+
+
+@router.post("/projects/{name}/tasks/{assignment_id}/skip")
+def skip(name: str, assignment_id: int, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        queue.skip(conn, store.project_for(conn, name, auth.user), auth.user, assignment_id)
+    return {"skipped": assignment_id}
+
+
+@router.get("/projects/{name}/annotations")
+def annotations(name: str, request: Request, status: str | None = None, limit: int = 100, offset: int = 0,
+                auth: Auth = Depends(authenticate)) -> list[dict[str, Any]]:
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        return review.list_annotations(conn, project, auth.user, status, limit, offset)
+
+
+@router.get("/projects/{name}/annotations/{annotation_id}")
+def annotation(name: str, annotation_id: int, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        return review.get_annotation(conn, store.project_for(conn, name, auth.user), auth.user, annotation_id)
+
+
+@router.put("/projects/{name}/annotations/{annotation_id}")
+def edit_annotation(name: str, annotation_id: int, body: EditBody, request: Request,
+                    auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        return review.edit(conn, project, auth.user, annotation_id, body.value, body.version)
+
+
+@router.post("/projects/{name}/annotations/{annotation_id}/review")
+def review_annotation(name: str, annotation_id: int, body: ReviewBody, request: Request,
+                      auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user, review=True)
+        return review.review(conn, project, auth.user, annotation_id, body.decision, body.version, body.value,
+                             body.comment)
+
+
+@router.get("/projects/{name}/stats")
+def project_stats(name: str, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+    with _db(request).transaction() as conn:
+        return stats.project_stats(conn, store.project_for(conn, name, auth.user, review=True))
+
+
+def export_response(request: Request, auth: Auth, name: str, to: str, include_pending: bool,
+                    min_score: float) -> Response:
+    handle, path = tempfile.mkstemp(suffix=".jsonl", prefix="annotune-export-")
+    os.close(handle)
+    try:
+        with _db(request).transaction() as conn:
+            project = store.project_for(conn, name, auth.user, review=True)
+            count = exporting.export_project(conn, project, to, path, include_pending, min_score)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return FileResponse(path, media_type="application/x-ndjson", filename=f"{name}-{to}.jsonl",
+                        headers={"x-annotune-examples": str(count)}, background=BackgroundTask(os.unlink, path))
+
+
+@router.get("/projects/{name}/export")
+def export(name: str, request: Request, to: str = "openai", include_pending: bool = False, min_score: float = 4.0,
+           auth: Auth = Depends(authenticate)) -> Response:
+    return export_response(request, auth, name, to, include_pending, min_score)
+
+
+@router.get("/users")
+def users(request: Request, auth: Auth = Depends(authenticate)) -> JSONResponse:
+    store.require_admin(auth.user)
+    with _db(request).transaction() as conn:
+        return JSONResponse([{"name": u.name, "role": u.role} for u in store.list_users(conn)])

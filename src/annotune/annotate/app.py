@@ -1,0 +1,170 @@
+"""The workbench web application: authentication, CSRF, limits and error handling around the API and pages.
+
+Two ways in: a login session (cookie, for the pages and the browser) whose state-changing requests must
+carry the session's CSRF token, and an API token (``Authorization: Bearer ...``, for the CLI, scripts and
+:mod:`annotune.annotate.client`), which needs no CSRF token because browsers never send it on their own.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from annotune.annotate import store
+from annotune.annotate.db import Database, open_database
+from annotune.annotate.errors import Forbidden, Throttled, Unauthorized, WorkbenchError
+from annotune.annotate.queue import LEASE_SECONDS
+from annotune.errors import AnnotuneError
+
+SESSION_COOKIE = "annotune_session"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_UPLOAD = 20 * 1024 * 1024  # bytes in one request body
+HERE = Path(__file__).parent
+SECURITY_HEADERS = {
+    # Scripts and styles come only from /static: injected markup could not run even if escaping failed.
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    lease_seconds: float = LEASE_SECONDS
+    max_upload: int = MAX_UPLOAD
+    secure_cookies: bool = False  # set when served over HTTPS (behind a proxy)
+
+
+class LimitsAndHeaders:
+    """Refuse request bodies over ``max_upload`` bytes (413) and add the security headers to every response."""
+
+    def __init__(self, app: ASGIApp, max_upload: int) -> None:
+        self.app, self.max_upload = app, max_upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_upload:
+            await _too_large(self.max_upload)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_upload:
+                raise _BodyTooLarge()
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _BodyTooLarge:
+            await _too_large(self.max_upload)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> Response:
+    return JSONResponse({"error": f"request body over the {limit // (1024 * 1024)} MiB upload limit; split the "
+                                  "file and import it in parts"}, status_code=413)
+
+
+@dataclass(frozen=True)
+class Auth:
+    user: store.User
+    csrf_token: str | None  # None for API-token requests
+    session_token: str | None = None
+
+
+def _lookup(db: Database, bearer: str | None, session: str | None) -> Auth | None:
+    with db.transaction() as conn:
+        if bearer:
+            user = store.user_for_token(conn, bearer)
+            return Auth(user, None) if user else None
+        if session:
+            found = store.session_user(conn, session)
+            return Auth(found[0], found[1], session) if found else None
+    return None
+
+
+async def authenticate(request: Request) -> Auth:
+    """The caller, or 401; a session's unsafe request must also carry the CSRF token (else 403)."""
+    header = request.headers.get("authorization", "")
+    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
+    if header and bearer is None:
+        raise Unauthorized("use 'Authorization: Bearer TOKEN' (create one with `annotune workbench token NAME`)")
+    auth = await run_in_threadpool(_lookup, request.app.state.db, bearer, request.cookies.get(SESSION_COOKIE))
+    if auth is None:
+        raise Unauthorized("log in first, or send a valid API token")
+    if auth.csrf_token is not None and request.method not in SAFE_METHODS:
+        sent = request.headers.get("x-csrf-token")
+        if sent is None and request.headers.get("content-type", "").startswith(
+                ("application/x-www-form-urlencoded", "multipart/form-data")):
+            sent = (await request.form()).get("csrf_token")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent, auth.csrf_token):
+            raise Forbidden("missing or wrong CSRF token; reload the page and try again")
+    return auth
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    from annotune.annotate.pages import render_error
+
+    @app.exception_handler(WorkbenchError)
+    async def _workbench_error(request: Request, exc: WorkbenchError) -> Response:
+        headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+        if _wants_html(request):
+            if isinstance(exc, Unauthorized):
+                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            return render_error(request, str(exc), exc.status)
+        body: dict[str, Any] = {"error": str(exc)}
+        if getattr(exc, "field", None):
+            body["field"] = exc.field  # type: ignore[attr-defined]
+        return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(AnnotuneError)
+    async def _data_error(request: Request, exc: AnnotuneError) -> Response:
+        if _wants_html(request):
+            return render_error(request, str(exc), 422)
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+
+def create_app(db_url: str | None = None, settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """The application over the database at ``db_url`` (migrated on start)."""
+    from annotune.annotate import api, pages
+
+    app = FastAPI(title="annotune workbench", docs_url="/api/docs", openapi_url="/api/openapi.json",
+                  redoc_url=None)
+    app.state.db = db or open_database(db_url)
+    app.state.settings = settings or Settings()
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _install_error_handlers(app)
+    app.add_middleware(LimitsAndHeaders, max_upload=app.state.settings.max_upload)
+    return app

@@ -1,0 +1,83 @@
+"""Backups: every table to one JSONL file, from a consistent snapshot, restorable into SQLite or PostgreSQL.
+
+The file starts with a header line ``{"annotune_backup": 1, "migrations": [...], ...}`` followed by one
+``{"table": NAME, "row": {...}}`` line per row, parents before children. Login sessions are not kept.
+Restoring needs an empty database, so a backup can also move a workbench from SQLite to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from annotune.annotate import schema
+from annotune.annotate.db import Database
+from annotune.errors import DataError
+
+TABLES = [schema.users, schema.api_tokens, schema.projects, schema.members, schema.records, schema.assignments,
+          schema.annotations]
+FORMAT_VERSION = 1
+
+
+def backup(db: Database, out: str | Path) -> dict[str, int]:
+    """Write the backup to ``out`` (atomically); returns rows per table."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as fh, db.transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            applied = [row.name for row in conn.execute(sa.select(schema.migrations.c.name))]
+            header = {"annotune_backup": FORMAT_VERSION, "migrations": applied, "created_at": time.time()}
+            fh.write(json.dumps(header) + "\n")
+            for table in TABLES:
+                counts[table.name] = 0
+                for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns)):
+                    fh.write(json.dumps({"table": table.name, "row": dict(row._mapping)}, ensure_ascii=False) + "\n")
+                    counts[table.name] += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def restore(db: Database, path: str | Path) -> dict[str, int]:
+    """Load a backup into an empty workbench database, in one transaction."""
+    path = Path(path)
+    try:
+        lines = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+    by_name = {table.name: table for table in TABLES}
+    counts = {name: 0 for name in by_name}
+    with lines, db.transaction() as conn:
+        for table in (schema.users, schema.projects):
+            if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
+                raise DataError(f"{db.display_url} already holds {table.name}; restore into an empty database")
+        header = json.loads(next(lines, "{}") or "{}")
+        if header.get("annotune_backup") != FORMAT_VERSION:
+            raise DataError(f"{path}:1: not an annotune workbench backup (no 'annotune_backup' header)")
+        for number, line in enumerate(lines, start=2):
+            try:
+                item = json.loads(line)
+                table = by_name[item["table"]]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(f"{path}:{number}: not a backup row; the file is damaged") from None
+            conn.execute(table.insert().values(**item["row"]))
+            counts[table.name] += 1
+        if conn.dialect.name == "postgresql":
+            for table in TABLES:
+                if "id" in table.c:
+                    conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                         f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)")
+    return counts

@@ -1,0 +1,303 @@
+"""The ``annotune workbench`` command group.
+
+Commands that change the database (users, projects, import, suggest, backup) work on it directly, on the
+machine that holds it (``--db``, default ``$ANNOTUNE_DB`` or a SQLite file in the annotune home). ``stats``
+and ``export`` can also go through a running server with ``--url`` and an API token (``ANNOTUNE_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+
+from annotune.errors import AnnotuneError
+
+
+def _db(args: argparse.Namespace):  # noqa: ANN202
+    from annotune.annotate.db import open_database
+
+    return open_database(args.db)
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="database URL: sqlite:///PATH or postgresql://USER:PASS@HOST/DB "
+                                     "(default: $ANNOTUNE_DB, else workbench.db in the annotune home)")
+
+
+def _add_remote(parser: argparse.ArgumentParser) -> None:
+    _add_db(parser)
+    parser.add_argument("--url", help="talk to a running workbench at this URL instead of the database "
+                                      "(API token from $ANNOTUNE_TOKEN)")
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise AnnotuneError("no terminal to ask for the password; pipe it in with --password-stdin")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise AnnotuneError("the two passwords differ; nothing was changed")
+    return first
+
+
+# --------------------------------------------------------------------------------------------- handlers
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from annotune.annotate.app import Settings, create_app
+
+    settings = Settings(lease_seconds=args.lease_minutes * 60, max_upload=args.max_upload_mb * 1024 * 1024,
+                        secure_cookies=args.secure_cookies)
+    app = create_app(args.db, settings)
+    print(f"workbench on http://{args.host}:{args.port} (database {app.state.db.display_url})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def run_user(args: argparse.Namespace) -> int:
+    from annotune.annotate import store
+
+    db = _db(args)
+    if args.user_command == "list":
+        with db.transaction() as conn:
+            for user in store.list_users(conn):
+                print(f"{user.name}\t{user.role}")
+        return 0
+    password = _read_password(args)
+    with db.transaction() as conn:
+        if args.user_command == "add":
+            user = store.add_user(conn, args.name, args.role, password)
+            print(f"added {user.name} ({user.role})")
+        else:
+            store.set_password(conn, args.name, password)
+            print(f"password of {args.name} changed; their sessions are logged out")
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    from annotune.annotate import store
+
+    with _db(args).transaction() as conn:
+        token = store.create_token(conn, store.find_user(conn, args.name), args.label or "")
+    print(token)
+    print(f"API token for {args.name}: shown once, keep it secret (export ANNOTUNE_TOKEN=...)", file=sys.stderr)
+    return 0
+
+
+def run_project(args: argparse.Namespace) -> int:
+    from annotune.annotate import store
+
+    with _db(args).transaction() as conn:
+        if args.project_command == "create":
+            guidelines = Path(args.guidelines).read_text(encoding="utf-8") if args.guidelines else ""
+            labels = [label for label in (args.labels or "").split(",") if label.strip()]
+            project = store.create_project(conn, args.name, args.type, guidelines, labels, args.overlap)
+            print(f"created project {project.name} ({project.task_type}, {project.overlap} annotation(s) per record)")
+        elif args.project_command == "add-member":
+            project = store.find_project(conn, args.project)
+            for name in args.users:
+                added = store.add_member(conn, project, store.find_user(conn, name))
+                print(f"{name}: {'added to' if added else 'already in'} {project.name}")
+        else:
+            for project in store.projects_for(conn, store.User(0, "", "admin")):
+                print(f"{project.name}\t{project.task_type}\toverlap {project.overlap}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from annotune.annotate import importing, store
+
+    with _db(args).transaction() as conn:
+        project = store.find_project(conn, args.project)
+        result = importing.import_file(conn, project, args.file, args.kind, args.format)
+    drafts = f"; {result.drafts} wait for drafts (`annotune workbench suggest {args.project} --model ...`)" \
+        if result.drafts else ""
+    print(f"imported {result.added} record(s) into {args.project} ({result.already_there} already there){drafts}")
+    return 0
+
+
+def run_suggest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from annotune.annotate.suggest import suggest
+
+    bar = tqdm(total=0, unit="record", desc="drafting", disable=None)
+
+    def on_batch(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    counts = suggest(_db(args), args.project, args.model, batch_size=args.batch_size, limit=args.limit,
+                     max_new_tokens=args.max_new_tokens, on_batch=on_batch)
+    bar.close()
+    print(f"{counts['filled']} of {counts['records']} record(s) got drafts from {args.model}"
+          + (f"; {counts['unusable']} replies were unusable (left as they were)" if counts["unusable"] else ""))
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from annotune.annotate import stats, store
+
+    if args.url:
+        from annotune.annotate.client import Client
+
+        result = Client(args.url).stats(args.project)
+    else:
+        with _db(args).transaction() as conn:
+            result = stats.project_stats(conn, store.find_project(conn, args.project))
+    print(json.dumps(result, indent=2) if args.json else stats.format_stats(result))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from annotune.annotate import exporting, store
+
+    if args.url:
+        from annotune.annotate.client import Client
+
+        count = Client(args.url).export(args.project, args.to, args.out, args.include_pending, args.min_score)
+    else:
+        with _db(args).transaction() as conn:
+            project = store.find_project(conn, args.project)
+            count = exporting.export_project(conn, project, args.to, args.out, args.include_pending, args.min_score)
+    print(f"wrote {count} example(s) to {args.out} ({args.to}); check it with `annotune data validate {args.out}`")
+    return 0
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from annotune.annotate import backup
+
+    counts = backup.backup(_db(args), args.out)
+    print(f"backed up {sum(counts.values())} rows to {args.out} "
+          f"({', '.join(f'{n} {k}' for k, n in counts.items())})")
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from annotune.annotate import backup
+
+    counts = backup.restore(_db(args), args.file)
+    print(f"restored {sum(counts.values())} rows from {args.file}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- the parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _add_people(commands: argparse._SubParsersAction) -> None:
+    from annotune.annotate.schema import ROLES
+
+    user = commands.add_parser("user", help="add users, change passwords, list users")
+    user_commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
+    add = user_commands.add_parser("add", help="add a user (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    change = user_commands.add_parser("password", help="set a new password (logs the user out)")
+    change.add_argument("name")
+    for parser in (add, change):
+        parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        _add_db(parser)
+    listing = user_commands.add_parser("list", help="list users and roles")
+    _add_db(listing)
+    user.set_defaults(func=run_user)
+
+    token = commands.add_parser("token", help="create an API token for a user (for the CLI and scripts)")
+    token.add_argument("name")
+    token.add_argument("--label", help="what the token is for")
+    _add_db(token)
+    token.set_defaults(func=run_token)
+
+
+def _add_projects(commands: argparse._SubParsersAction) -> None:
+    from annotune.annotate.tasks import TASK_TYPES
+
+    project = commands.add_parser("project", help="create projects and add members")
+    project_commands = project.add_subparsers(dest="project_command", metavar="COMMAND", required=True)
+    create = project_commands.add_parser("create", help="create a project")
+    create.add_argument("name")
+    create.add_argument("--type", required=True, choices=TASK_TYPES, help="task type")
+    create.add_argument("--guidelines", help="Markdown file with the annotation guidelines")
+    create.add_argument("--labels", help="comma-separated labels (label projects)")
+    create.add_argument("--overlap", type=_positive, default=1, help="annotations each record needs (default 1)")
+    members = project_commands.add_parser("add-member", help="let users see and work on a project")
+    members.add_argument("project")
+    members.add_argument("users", nargs="+")
+    listing = project_commands.add_parser("list", help="list projects")
+    for parser in (create, members, listing):
+        _add_db(parser)
+    project.set_defaults(func=run_project)
+
+
+def _add_data(commands: argparse._SubParsersAction) -> None:
+    from annotune.annotate.exporting import EXPORT_FORMATS
+    from annotune.annotate.importing import KINDS
+    from annotune.dataset.formats import FORMATS
+
+    imp = commands.add_parser("import", help="import chunks, conversations or model answers into a project")
+    imp.add_argument("project")
+    imp.add_argument("file")
+    imp.add_argument("--kind", choices=KINDS, default="auto", help="what the file holds (default: detected)")
+    imp.add_argument("--format", choices=FORMATS, help="dataset format of a conversations file (default: detected)")
+    _add_db(imp)
+    imp.set_defaults(func=run_import)
+
+    sug = commands.add_parser("suggest", help="let a model draft answers for annotators to correct")
+    sug.add_argument("project")
+    sug.add_argument("--model", required=True, help="hub id, folder, GGUF file, run folder or smollm2-135m")
+    sug.add_argument("--batch-size", type=_positive, default=8)
+    sug.add_argument("--limit", type=_positive, help="draft at most this many records")
+    sug.add_argument("--max-new-tokens", type=_positive, default=160)
+    _add_db(sug)
+    sug.set_defaults(func=run_suggest)
+
+    st = commands.add_parser("stats", help="progress and agreement of a project")
+    st.add_argument("project")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    _add_remote(st)
+    st.set_defaults(func=run_stats)
+
+    exp = commands.add_parser("export", help="write reviewed annotations as training data")
+    exp.add_argument("project")
+    exp.add_argument("--to", required=True, choices=EXPORT_FORMATS)
+    exp.add_argument("--out", required=True, help="file to write (replaced atomically)")
+    exp.add_argument("--include-pending", action="store_true", help="also export annotations not reviewed yet")
+    exp.add_argument("--min-score", type=float, default=4.0, help="rate projects: lowest mean score exported")
+    _add_remote(exp)
+    exp.set_defaults(func=run_export)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``workbench`` and its commands to the top-level parser."""
+    wb = subparsers.add_parser("workbench", help="the team annotation workbench (web app, users, import, export)")
+    commands = wb.add_subparsers(dest="workbench_command", metavar="COMMAND", required=True)
+    serve = commands.add_parser("serve", help="run the web app")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--lease-minutes", type=float, default=30, help="how long a task stays reserved")
+    serve.add_argument("--max-upload-mb", type=_positive, default=20, help="largest request body")
+    serve.add_argument("--secure-cookies", action="store_true", help="set when users reach it over HTTPS")
+    _add_db(serve)
+    serve.set_defaults(func=run_serve)
+    _add_people(commands)
+    _add_projects(commands)
+    _add_data(commands)
+    for name, func, help_text in (("backup", run_backup, "write every table to a JSONL backup file"),
+                                  ("restore", run_restore, "load a backup into an empty database")):
+        parser = commands.add_parser(name, help=help_text)
+        parser.add_argument("out" if name == "backup" else "file")
+        _add_db(parser)
+        parser.set_defaults(func=func)
+

@@ -1,0 +1,252 @@
+"""Server-rendered pages: log in, projects, annotate (every task type), review, import and export.
+
+No front-end build step: Jinja templates with autoescaping (record text is always inert) and one small
+script for keyboard shortcuts. Every form carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from annotune.annotate import exporting, importing, markdown, queue, review, stats, store
+from annotune.annotate.api import export_response, set_session_cookie
+from annotune.annotate.app import SESSION_COOKIE, Auth, authenticate
+from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
+from annotune.annotate.queue import Task
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters["markdown"] = markdown.render
+templates.env.filters["enumerate_list"] = lambda items: list(enumerate(items))
+LOGIN_CSRF_COOKIE = "annotune_login_csrf"
+WRITE_ROWS = 3  # question/answer pairs offered on a write form
+
+
+def _page(request: Request, name: str, auth: Auth | None, status: int = 200, **context: Any) -> HTMLResponse:
+    context.update(user=auth.user if auth else None, csrf_token=auth.csrf_token if auth else None)
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def render_error(request: Request, message: str, status: int) -> HTMLResponse:
+    return templates.TemplateResponse(request, "error.html", {"message": message, "status": status, "user": None},
+                                      status_code=status)
+
+
+def _see(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
+# --------------------------------------------------------------------------------------------- log in
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> Response:
+    token = secrets.token_urlsafe(24)
+    response = _page(request, "login.html", None, login_csrf=token, next=_safe_next(next))
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login")
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    sent = str(form.get("csrf_token", ""))
+    if not expected or not hmac.compare_digest(expected, sent):
+        return render_error(request, "the login form expired; open the login page again", 403)
+    name, password = str(form.get("name", "")), str(form.get("password", ""))
+    try:
+        _, token, _ = await run_in_threadpool(store.login, request.app.state.db, name, password)
+    except WorkbenchError as exc:
+        response = _page(request, "login.html", None, exc.status, error=str(exc), login_csrf=expected,
+                         next=_safe_next(str(form.get("next", "/"))), name=name)
+        return response
+    response = _see(_safe_next(str(form.get("next", "/"))))
+    set_session_cookie(response, request, token)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    if auth.session_token:
+        with request.app.state.db.transaction() as conn:
+            store.logout(conn, auth.session_token)
+    response = _see("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# ------------------------------------------------------------------------------------------- projects
+
+
+@router.get("/")
+def home(request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    with request.app.state.db.transaction() as conn:
+        projects = [(p, stats.progress(conn, p)["records"]) for p in store.projects_for(conn, auth.user)]
+    return _page(request, "projects.html", auth, projects=projects)
+
+
+@router.get("/p/{name}")
+def project_page(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        progress = stats.progress(conn, project)
+        agreement = stats.project_agreement(conn, project) if auth.user.can_review else None
+        members = store.member_names(conn, project)
+    mine = progress["per_user"].get(auth.user.name, {})
+    return _page(request, "project.html", auth, project=project, progress=progress, agreement=agreement,
+                 members=members, mine=mine, formats=exporting.EXPORT_FORMATS, kinds=importing.KINDS)
+
+
+# ------------------------------------------------------------------------------------------- annotate
+
+
+def _task_page(request: Request, auth: Auth, project: store.Project, task: Task | None, status: int = 200,
+               error: str | None = None, entered: FormData | None = None) -> Response:
+    """The task form, filled with what the user typed (after an error) or with the model's suggestion."""
+    value: dict[str, Any] = {}
+    if task is not None and entered is not None:
+        value = form_value(project.task_type, entered, task.payload)
+    elif task is not None and project.task_type == "write" and task.payload.get("suggestion"):
+        value = {"pairs": task.payload["suggestion"]["pairs"]}
+    return _page(request, "task.html", auth, status, project=project, task=task, error=error, value=value,
+                 entered=entered is not None, rows=WRITE_ROWS)
+
+
+@router.get("/p/{name}/annotate")
+def annotate(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        task = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
+    return _task_page(request, auth, project, task)
+
+
+def form_value(task_type: str, form: FormData, payload: dict[str, Any]) -> dict[str, Any]:
+    """The annotation a task form describes (checked afterwards by :func:`tasks.check_value`)."""
+    get = lambda key: str(form.get(key, ""))  # noqa: E731
+    if task_type == "write":
+        return {"pairs": [{"question": get(f"question_{i}"), "answer": get(f"answer_{i}")}
+                          for i in range(WRITE_ROWS)]}
+    if task_type == "correct":
+        verdict = get("verdict") or "auto"
+        if verdict == "auto":
+            same = get("question").strip() == payload.get("question", "").strip() and \
+                get("answer").strip() == payload.get("answer", "").strip()
+            verdict = "ok" if same else "edited"
+        return {"verdict": verdict, "question": get("question"), "answer": get("answer"), "reason": get("reason")}
+    if task_type == "rate":
+        return {"score": get("score"), "comment": get("comment")}
+    if task_type == "compare":
+        return {"choice": get("choice"), "comment": get("comment")}
+    return {"label": form.get("label")}
+
+
+@router.post("/p/{name}/tasks/{assignment_id}")
+async def submit(name: str, assignment_id: int, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    form = await request.form()
+
+    def run() -> Response:
+        with request.app.state.db.transaction() as conn:
+            project = store.project_for(conn, name, auth.user)
+            current = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
+            task = current if current and current.assignment_id == assignment_id else None
+            payload = task.payload if task else {}
+            try:  # the value is checked before anything is written
+                queue.submit(conn, project, auth.user, assignment_id, form_value(project.task_type, form, payload))
+            except Invalid as exc:
+                return _task_page(request, auth, project, task, 422, error=str(exc), entered=form)
+        return _see(f"/p/{quote(name)}/annotate")
+
+    return await run_in_threadpool(run)
+
+
+@router.post("/p/{name}/tasks/{assignment_id}/skip")
+def skip(name: str, assignment_id: int, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    with request.app.state.db.transaction() as conn:
+        queue.skip(conn, store.project_for(conn, name, auth.user), auth.user, assignment_id)
+    return _see(f"/p/{quote(name)}/annotate")
+
+
+# --------------------------------------------------------------------------------------------- review
+
+
+@router.get("/p/{name}/review")
+def review_page(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user, review=True)
+        item = review.next_for_review(conn, project, auth.user)
+    return _page(request, "review.html", auth, project=project, item=item, rows=WRITE_ROWS)
+
+
+@router.post("/p/{name}/annotations/{annotation_id}/review")
+async def review_submit(name: str, annotation_id: int, request: Request,
+                        auth: Auth = Depends(authenticate)) -> Response:
+    form = await request.form()
+    decision = str(form.get("decision", ""))
+    version = int(form["version"]) if str(form.get("version", "")).isdigit() else None
+
+    def run() -> Response:
+        with request.app.state.db.transaction() as conn:
+            project = store.project_for(conn, name, auth.user, review=True)
+            item = review.get_annotation(conn, project, auth.user, annotation_id)
+            value = form_value(project.task_type, form, item["payload"]) if decision == "edit" else None
+            if value is not None and project.task_type == "correct" and value["verdict"] == "ok":
+                value["verdict"] = "edited"
+            review.review(conn, project, auth.user, annotation_id, decision, version, value,
+                          str(form.get("comment", "")))
+        return _see(f"/p/{quote(name)}/review")
+
+    try:
+        return await run_in_threadpool(run)
+    except Conflict as exc:
+        return render_error(request, str(exc), 409)
+
+
+# ------------------------------------------------------------------------------------- import, export
+
+
+@router.post("/p/{name}/import")
+async def import_upload(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+    store.require_admin(auth.user)
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise Invalid("file", "choose a file to import")
+    suffix = Path(upload.filename or "upload.jsonl").suffix or ".jsonl"
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="annotune-upload-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(await upload.read())
+
+        def run() -> importing.ImportResult:
+            with request.app.state.db.transaction() as conn:
+                project = store.find_project(conn, name)
+                fmt = str(form.get("format") or "") or None
+                return importing.import_file(conn, project, path, str(form.get("kind") or "auto"), fmt)
+
+        result = await run_in_threadpool(run)
+    message = f"imported {result.added} record(s) ({result.already_there} already there, {result.drafts} waiting " \
+              "for drafts)"
+    return _see(f"/p/{quote(name)}?message={quote(message)}")
+
+
+@router.get("/p/{name}/export")
+def export_download(name: str, request: Request, to: str = "openai", include_pending: bool = False,
+                    min_score: float = 4.0, auth: Auth = Depends(authenticate)) -> Response:
+    return export_response(request, auth, name, to, include_pending, min_score)

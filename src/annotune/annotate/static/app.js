@@ -1,0 +1,38 @@
+// Keyboard shortcuts for the workbench. Elements with data-key="x" are clicked when x is pressed outside a
+// text field; Ctrl+Enter (or Cmd+Enter) submits the page's main form from anywhere; Esc leaves a text field.
+(function () {
+  "use strict";
+  function typing(target) {
+    return target && (target.tagName === "TEXTAREA" || target.tagName === "SELECT" ||
+      (target.tagName === "INPUT" && !["radio", "checkbox", "button", "submit"].includes(target.type)));
+  }
+  function submitMain() {
+    var form = document.querySelector("form[data-main-form]");
+    if (!form) return;
+    var preferred = form.querySelector("[data-ctrl-enter]");
+    if (preferred) form.requestSubmit(preferred); else form.requestSubmit();
+  }
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      submitMain();
+      return;
+    }
+    if (event.key === "Escape" && typing(document.activeElement)) {
+      document.activeElement.blur();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    if (event.key === "Enter" && event.target.tagName !== "BUTTON" && event.target.tagName !== "A") {
+      var form = document.querySelector("form[data-main-form]");
+      if (form && !form.querySelector("textarea")) { event.preventDefault(); submitMain(); }
+      return;
+    }
+    var target = document.querySelector('[data-key="' + event.key.toLowerCase() + '"]');
+    if (target) {
+      event.preventDefault();
+      var input = target.querySelector("input");
+      if (input) { input.checked = true; input.focus(); } else { target.click(); }
+    }
+  });
+})();

@@ -71,21 +71,44 @@ def _current_lease(conn: Connection, project: Project, user: User, now: float) -
         .order_by(a.c.id).limit(1)).first()
 
 
+def _has_room(conn: Connection, project: Project, user: User, record_id: int, now: float) -> bool:
+    """Checked again after the row lock is held, in a statement of its own: under PostgreSQL's READ COMMITTED
+    the statement that took the lock may have counted leases from a snapshot older than the lock."""
+    row = conn.execute(sa.select(r.c.status, r.c.submitted, _others_holding(r.c.id, user, now).label("held"))
+                       .where(r.c.id == record_id)).one()
+    return row.status == "open" and row.submitted + row.held < project.overlap
+
+
+def _pick_record(conn: Connection, project: Project, user: User, now: float) -> int | None:
+    mine = sa.exists().where(a.c.record_id == r.c.id, a.c.user_id == user.id,
+                             sa.or_(a.c.status != "leased", a.c.expires_at > now))
+    passed: list[int] = []
+    while True:
+        query = (sa.select(r.c.id).where(r.c.project_id == project.id, r.c.status == "open", ~mine,
+                                         r.c.submitted + _others_holding(r.c.id, user, now) < project.overlap,
+                                         r.c.id.not_in(passed))
+                 .order_by(r.c.id).limit(1))
+        record_id = None
+        if conn.dialect.name == "postgresql":
+            # Concurrent requests lease different records instead of queueing on one (SQLite serialises writers).
+            record_id = conn.execute(query.with_for_update(skip_locked=True, of=r)).scalar()
+            if record_id is None:
+                # Only rows locked by others were left: wait for them, so "nothing left" is a true answer.
+                query = query.with_for_update(of=r)
+        if record_id is None:
+            record_id = conn.execute(query).scalar()
+        if record_id is None or _has_room(conn, project, user, record_id, now):
+            return record_id
+        passed.append(record_id)
+
+
 def next_task(conn: Connection, project: Project, user: User, lease_seconds: float = LEASE_SECONDS) -> Task | None:
     """The user's current task, else a newly leased one, else None when nothing is left for them."""
     now = time.time()
     current = _current_lease(conn, project, user, now)
     if current is not None:
         return _task(conn, project, current)
-    mine = sa.exists().where(a.c.record_id == r.c.id, a.c.user_id == user.id,
-                             sa.or_(a.c.status != "leased", a.c.expires_at > now))
-    query = (sa.select(r.c.id).where(r.c.project_id == project.id, r.c.status == "open", ~mine,
-                                     r.c.submitted + _others_holding(r.c.id, user, now) < project.overlap)
-             .order_by(r.c.id).limit(1))
-    if conn.dialect.name == "postgresql":
-        # Concurrent requests lease different records instead of queueing on one (SQLite serialises writers).
-        query = query.with_for_update(skip_locked=True, of=r)
-    record_id = conn.execute(query).scalar()
+    record_id = _pick_record(conn, project, user, now)
     if record_id is None:
         return None
     expires = now + lease_seconds

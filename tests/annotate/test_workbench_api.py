@@ -1,0 +1,185 @@
+"""The JSON API and its security: authentication, CSRF, membership, roles, limits, throttling, conflicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from annotune.annotate import db as dbm
+from annotune.annotate import store
+from annotune.annotate.app import Settings, create_app
+
+PASSWORDS = {"admin": "admin-pass-1", "ann1": "ann1-pass-1", "ann2": "ann2-pass-1", "rev": "rev-pass-1"}
+
+
+@pytest.fixture
+def app_db(db_url, tmp_path):
+    db = dbm.open_database(db_url)
+    with db.transaction() as conn:
+        users = {n: store.add_user(conn, n, r, PASSWORDS[n]) for n, r in
+                 [("admin", "admin"), ("ann1", "annotator"), ("ann2", "annotator"), ("rev", "reviewer")]}
+        mine = store.create_project(conn, "mine", "rate", overlap=1)
+        theirs = store.create_project(conn, "theirs", "label", labels=["good", "bad"])
+        for name in ("ann1", "rev"):
+            store.add_member(conn, mine, users[name])
+        store.add_member(conn, theirs, users["ann2"])
+        tokens = {n: store.create_token(conn, u) for n, u in users.items()}
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"id": f"a{i}", "prompt": f"Question {i}?", "answer": f"Answer {i}.",
+                                           "model": "m1"}) + "\n" for i in range(4)))
+    labels = tmp_path / "texts.jsonl"
+    labels.write_text("".join(json.dumps({"id": f"t{i}", "text": f"Text {i}"}) + "\n" for i in range(3)))
+    app = create_app(db=db, settings=Settings(max_upload=4096))
+    with TestClient(app) as admin:
+        admin.headers["authorization"] = f"Bearer {tokens['admin']}"
+        assert admin.post("/api/projects/mine/import", content=answers.read_bytes()).json()["added"] == 4
+        assert admin.post("/api/projects/theirs/import", content=labels.read_bytes()).json()["added"] == 3
+    yield app, tokens
+    db.dispose()
+
+
+def client(app, token=None) -> TestClient:
+    c = TestClient(app)
+    if token:
+        c.headers["authorization"] = f"Bearer {token}"
+    return c
+
+
+def session(app, name) -> TestClient:
+    c = TestClient(app)
+    body = c.post("/api/login", json={"name": name, "password": PASSWORDS[name]}).json()
+    c.csrf = body["csrf_token"]
+    return c
+
+
+def test_anonymous_requests_get_401_and_pages_send_to_login(app_db):
+    app, _ = app_db
+    anon = client(app)
+    for method, path in [("GET", "/api/projects"), ("GET", "/api/projects/mine/next"),
+                         ("GET", "/api/projects/mine/export"), ("POST", "/api/projects/mine/tasks/1/submit"),
+                         ("GET", "/api/me")]:
+        response = anon.request(method, path, json={"value": {}})
+        assert response.status_code == 401, path
+        assert "log in" in response.json()["error"]
+    page = anon.get("/p/mine", headers={"accept": "text/html"}, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    assert client(app, "at_not-a-token").get("/api/projects").status_code == 401
+
+
+def test_csrf_is_required_for_session_requests_but_not_for_tokens(app_db):
+    app, tokens = app_db
+    ann = session(app, "ann1")
+    task = ann.get("/api/projects/mine/next").json()["task"]
+    url = f"/api/projects/mine/tasks/{task['assignment_id']}/submit"
+    refused = ann.post(url, json={"value": {"score": 4}})
+    assert refused.status_code == 403 and "CSRF" in refused.json()["error"]
+    assert ann.post(url, json={"value": {"score": 4}}, headers={"x-csrf-token": "wrong"}).status_code == 403
+    # A form post from a page without the token is refused too.
+    form = ann.post(f"/p/mine/tasks/{task['assignment_id']}/skip", data={}, follow_redirects=False)
+    assert form.status_code == 403
+    assert ann.post(url, json={"value": {"score": 4}}, headers={"x-csrf-token": ann.csrf}).status_code == 200
+    by_token = client(app, tokens["ann1"])
+    next_task = by_token.get("/api/projects/mine/next").json()["task"]
+    ok = by_token.post(f"/api/projects/mine/tasks/{next_task['assignment_id']}/submit", json={"value": {"score": 2}})
+    assert ok.status_code == 200 and ok.json()["version"] == 1
+
+
+def test_an_annotator_cannot_read_change_or_export_another_project(app_db):
+    app, tokens = app_db
+    ann2 = client(app, tokens["ann2"])
+    theirs_task = ann2.get("/api/projects/theirs/next").json()["task"]
+    ann1 = client(app, tokens["ann1"])
+    assert [p["name"] for p in ann1.get("/api/projects").json()] == ["mine"]
+    for method, path, body in [
+        ("GET", "/api/projects/theirs", None), ("GET", "/api/projects/theirs/next", None),
+        ("GET", "/api/projects/theirs/annotations", None), ("GET", "/api/projects/theirs/export", None),
+        ("GET", "/api/projects/theirs/stats", None),
+        ("POST", f"/api/projects/theirs/tasks/{theirs_task['assignment_id']}/submit", {"value": {"label": "good"}}),
+    ]:
+        response = ann1.request(method, path, json=body)
+        assert response.status_code == 404, path
+    # Nor through their own project's URL with the other project's task id.
+    wrong = ann1.post(f"/api/projects/mine/tasks/{theirs_task['assignment_id']}/submit", json={"value": {"score": 1}})
+    assert wrong.status_code == 404
+    # Export, statistics and import need more than the annotator role even in their own project.
+    assert ann1.get("/api/projects/mine/export").status_code == 403
+    assert ann1.get("/api/projects/mine/stats").status_code == 403
+    assert ann1.post("/api/projects/mine/import", content=b'{"text": "x"}\n').status_code == 403
+    assert ann1.post("/api/projects", json={"name": "x", "task_type": "write"}).status_code == 403
+
+
+def test_values_are_checked_per_field(app_db):
+    app, tokens = app_db
+    ann1 = client(app, tokens["ann1"])
+    task = ann1.get("/api/projects/mine/next").json()["task"]
+    assert task["payload"]["answer"].startswith("Answer")
+    url = f"/api/projects/mine/tasks/{task['assignment_id']}/submit"
+    for value, field in [({"score": 6}, "score"), ({"score": "high"}, "score"), ("5", "value")]:
+        response = ann1.post(url, json={"value": value})
+        assert response.status_code == 422 and response.json()["field"] == field, value
+    ann2 = client(app, tokens["ann2"])
+    label_task = ann2.get("/api/projects/theirs/next").json()["task"]
+    bad = ann2.post(f"/api/projects/theirs/tasks/{label_task['assignment_id']}/submit",
+                    json={"value": {"label": "ugly"}})
+    assert bad.status_code == 422 and "good, bad" in bad.json()["error"]
+
+
+def test_stale_edits_get_409_with_a_clear_message(app_db):
+    app, tokens = app_db
+    ann1, rev = client(app, tokens["ann1"]), client(app, tokens["rev"])
+    task = ann1.get("/api/projects/mine/next").json()["task"]
+    ack = ann1.post(f"/api/projects/mine/tasks/{task['assignment_id']}/submit", json={"value": {"score": 3}}).json()
+    path = f"/api/projects/mine/annotations/{ack['annotation_id']}"
+    assert ann1.put(path, json={"value": {"score": 4}, "version": 1}).json()["version"] == 2
+    stale = rev.post(path + "/review", json={"decision": "edit", "version": 1, "value": {"score": 5}})
+    assert stale.status_code == 409
+    assert "changed by ann1" in stale.json()["error"] and "now version 2" in stale.json()["error"]
+    assert ann1.get(path).json()["value"]["score"] == 4  # nothing overwritten
+    accepted = rev.post(path + "/review", json={"decision": "accept", "version": 2})
+    assert accepted.json() == {"id": ack["annotation_id"], "version": 3, "status": "accepted"}
+
+
+def test_upload_size_is_limited(app_db):
+    app, tokens = app_db
+    admin = client(app, tokens["admin"])
+    big = b"".join(json.dumps({"prompt": "p" * 100, "answer": "a"}).encode() + b"\n" for _ in range(100))
+    response = admin.post("/api/projects/mine/import", content=big)
+    assert response.status_code == 413 and "upload limit" in response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        yield big
+
+    assert admin.post("/api/projects/mine/import", content=chunks()).status_code == 413
+
+
+def test_repeated_failed_logins_are_slowed(app_db):
+    app, _ = app_db
+    c = client(app)
+    for _ in range(store.FREE_LOGIN_ATTEMPTS):
+        assert c.post("/api/login", json={"name": "ann1", "password": "wrong-guess"}).status_code == 401
+    throttled = c.post("/api/login", json={"name": "ann1", "password": PASSWORDS["ann1"]})
+    assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
+    # Unknown names answer like wrong passwords.
+    unknown = c.post("/api/login", json={"name": "nobody", "password": "whatever-1"})
+    assert unknown.status_code == 401 and unknown.json()["error"] == "unknown user or wrong password"
+
+
+def test_bad_imports_list_every_problem_and_write_nothing(app_db, tmp_path):
+    app, tokens = app_db
+    admin = client(app, tokens["admin"])
+    body = b'{"prompt": "ok?", "answer": "fine"}\n{"answer": "no prompt"}\n{"prompt": "x", "answers": [1]}\n'
+    response = admin.post("/api/projects/mine/import", content=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert ":2:prompt" in error and ":3:answers" in error and "nothing imported" in error
+    stats = admin.get("/api/projects/mine/stats").json()
+    assert stats["progress"]["records"]["total"] == 4
+
+
+def test_responses_carry_security_headers(app_db):
+    app, _ = app_db
+    response = client(app).get("/login")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"

@@ -2,7 +2,7 @@
 
 By default only accepted annotations are exported (``include_pending`` adds ones not reviewed yet; rejected
 ones never leave). Where several annotators did one record, scores are averaged and choices and labels go
-by majority; a record without a majority is left out.
+by majority; a record without a majority is left out. Identical examples are written once.
 """
 
 from __future__ import annotations
@@ -149,10 +149,22 @@ def export_conversations(conn: Connection, project: Project, to: str, include_pe
     return _label_rows(project, groups)
 
 
+def _unique(conversations: list[Conversation]) -> list[Conversation]:
+    """Identical examples (two annotators wrote the same pair) are written once: duplicates only reweight."""
+    seen: set[tuple] = set()
+    kept = []
+    for conversation in conversations:
+        key = (tuple((m.role, m.content) for m in conversation.messages), conversation.meta.get("rejected"))
+        if key not in seen:
+            seen.add(key)
+            kept.append(conversation)
+    return kept
+
+
 def export_project(conn: Connection, project: Project, to: str, out: str | Path, include_pending: bool = False,
                    min_score: float = 4.0) -> int:
     """Write the project's training data to ``out`` (atomically); returns the number of examples."""
-    conversations = export_conversations(conn, project, to, include_pending, min_score)
+    conversations = _unique(export_conversations(conn, project, to, include_pending, min_score))
     if not conversations:
         hint = "" if include_pending else " accepted; review the pending ones or pass --include-pending"
         raise DataError(f"project {project.name!r} has nothing to export as {to} yet (no annotations{hint})")

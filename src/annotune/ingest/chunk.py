@@ -46,11 +46,17 @@ def _blocks(text: str) -> Iterator[tuple[int, str]]:
             yield 0, "\n".join(body)
 
 
-def _pieces(block: str, limit: int) -> Iterator[str]:
-    """``block`` itself if it fits ``limit`` tokens, else sentence groups, else runs of words that fit."""
-    if count_tokens(block) <= limit:
-        yield block
+def _pieces(block: str, limit: int) -> Iterator[tuple[str, int]]:
+    """(piece, tokens): ``block`` itself if it fits ``limit`` tokens, else sentence groups, else word runs."""
+    total = count_tokens(block)
+    if total <= limit:
+        yield block, total
         return
+    for piece in _split(block, limit):
+        yield piece, count_tokens(piece)
+
+
+def _split(block: str, limit: int) -> Iterator[str]:
     current: list[str] = []
     size = 0
     for sentence in _SENTENCE_END.split(block):
@@ -99,9 +105,9 @@ def chunk_text(text: str, budget: int = 400, overlap: int = 40) -> list[Chunk]:
         if level:
             builder.heading(level, block)
             continue
-        for number, piece in enumerate(_pieces(block, budget - overlap)):
+        for number, (piece, tokens) in enumerate(_pieces(block, budget - overlap)):
             # Pieces of one paragraph (and the overlap before them) continue a line; paragraphs do not.
-            builder.add(piece, joined=number > 0)
+            builder.add(piece, tokens, joined=number > 0)
     return builder.finish()
 
 
@@ -112,9 +118,9 @@ class _Builder:
         self.path: list[tuple[int, str]] = []
         self.text, self.size, self.has_body = "", 0, False
 
-    def _append(self, piece: str, separator: str) -> None:
+    def _append(self, piece: str, separator: str, tokens: int | None = None) -> None:
         self.text = f"{self.text}{separator}{piece}" if self.text else piece
-        self.size += count_tokens(piece)
+        self.size += count_tokens(piece) if tokens is None else tokens
 
     def heading(self, level: int, line: str) -> None:
         if self.has_body:
@@ -123,8 +129,7 @@ class _Builder:
         self.path.append((level, _HEADING.match(line).group(2)))
         self._append(line, "\n\n")
 
-    def add(self, piece: str, joined: bool) -> None:
-        n = count_tokens(piece)
+    def add(self, piece: str, n: int, joined: bool) -> None:
         if self.size + n > self.budget and self.has_body:
             tail = _tail(self.text, self.overlap)
             self._emit()
@@ -134,12 +139,12 @@ class _Builder:
         elif self.size + n > self.budget:  # only headings so far: keep the nearest one with its text
             last = self.text.rsplit("\n\n", 1)[-1]
             self.text, self.size = last, count_tokens(last)
-        self._append(piece, " " if joined else "\n\n")
+        self._append(piece, " " if joined else "\n\n", n)
         self.has_body = True
 
     def _emit(self) -> None:
         heading = " > ".join(title for _, title in self.path) or None
-        self.chunks.append(Chunk(self.text, len(self.chunks), heading, count_tokens(self.text)))
+        self.chunks.append(Chunk(self.text, len(self.chunks), heading, self.size))
         self.text, self.size, self.has_body = "", 0, False
 
     def finish(self) -> list[Chunk]:

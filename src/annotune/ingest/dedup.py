@@ -42,7 +42,7 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 def shingle_hashes(words: list[str], k: int) -> np.ndarray:
     """32-bit hashes of the ``k``-word shingles, computed for all shingles at once."""
-    word = _fmix32(np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint32, count=len(words)))
+    word = _fmix32(np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint32, count=len(words)))
     k = min(k, max(1, len(words)))
     count = max(1, len(words) - k + 1)
     h = word[:count].copy()

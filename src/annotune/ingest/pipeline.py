@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,10 @@ from annotune.ingest.readers import document_readers
 from annotune.ingest.report import FileEntry, Report
 from annotune.ingest.state import (SIGNATURES_FILE, AtomicFile, FileState, Manifest, config_fingerprint,
                                    content_hash, load_manifest, unchanged, write_text_atomically)
-from annotune.ingest.steps import finish, prepare
+from annotune.ingest.steps import Processed
+from annotune.ingest.workers import Workers
+
+_BATCH = 64  # documents per round trip to a worker process
 
 
 @dataclass
@@ -77,8 +81,7 @@ def ingest(paths: list[str], out: Path, cfg: IngestConfig) -> Report:
         dedup.load(out / SIGNATURES_FILE, kept_docs)
     with AtomicFile(out / "chunks.jsonl") as chunks_out:
         report.chunks_total = _copy_kept_chunks(out / "chunks.jsonl", keep, chunks_out.handle) if previous else 0
-        run = Run(cfg, report, chunks_out.handle, dedup, manifest)
-        _read_all(todo, run)
+        _read_all(todo, Run(cfg, report, chunks_out.handle, dedup, manifest))
         chunks_out.commit()
     if dedup is not None:
         with AtomicFile(out / SIGNATURES_FILE, binary=True) as signatures:
@@ -134,13 +137,17 @@ def _read_all(sources: list[Source], run: Run) -> None:
     from tqdm import tqdm
 
     readers = document_readers()
+    workers = Workers(run.cfg, run.cfg.workers)
     bar = tqdm(sources, unit="file", desc="ingest", disable=not run.cfg.progress, leave=False)
-    for source in bar:
-        entry, state = _read_file(source, readers, run)
-        run.report.files.append(entry)
-        if state is not None:
-            run.manifest.files[source.shown] = state
-        bar.set_postfix(chunks=run.report.chunks_total, refresh=False)
+    try:
+        for source in bar:
+            for context, results in _read_file(source, readers, run, workers):
+                _absorb(context, results, run)
+            bar.set_postfix(chunks=run.report.chunks_total, refresh=False)
+        for context, results in workers.drain():
+            _absorb(context, results, run)
+    finally:
+        workers.close()
 
 
 def _skip_reason(source: Source, readers: dict, cfg: IngestConfig) -> str | None:
@@ -154,21 +161,35 @@ def _skip_reason(source: Source, readers: dict, cfg: IngestConfig) -> str | None
     return None
 
 
-def _read_file(source: Source, readers: dict, run: Run) -> tuple[FileEntry, FileState | None]:
-    """Read one file through its reader; any failure becomes the file's reason and the run goes on."""
+@dataclass
+class _Batch:
+    """Where the documents of one batch came from, for when their results come back."""
+
+    entry: FileEntry
+    state: FileState
+    keys: list[str]
+
+
+def _read_file(source: Source, readers: dict, run: Run, workers: Workers) -> Iterator[tuple[_Batch, list]]:
+    """Read one file in batches of documents; any failure becomes the file's reason and the run goes on."""
     entry = FileEntry(source.shown, "read")
     state = FileState(0, 0, "")
     notes = FileNotes()
+    batch: list[Document] = []
     try:
         reason = _skip_reason(source, readers, run.cfg)
         if reason:
             entry.status, entry.reason = "skipped", reason
-            return entry, None
+            run.report.files.append(entry)
+            return
         stat = source.path.stat()
         state.size, state.mtime_ns, state.sha256 = stat.st_size, stat.st_mtime_ns, content_hash(source.path)
         for document in readers[source.path.suffix.lower()](source.path, source.shown, run.cfg, notes):
+            batch.append(document)
             entry.documents += 1
-            _process_document(document, f"{source.shown}#{entry.documents}", run, entry, state)
+            if len(batch) == _BATCH:
+                yield from workers.submit(batch, _Batch(entry, state, _keys(source, entry.documents, batch)))
+                batch = []
     except ReadError as exc:
         entry.reason = str(exc)
     except OSError as exc:
@@ -176,38 +197,46 @@ def _read_file(source: Source, readers: dict, run: Run) -> tuple[FileEntry, File
     except (UnicodeError, ValueError, LookupError, RuntimeError, AttributeError, TypeError) as exc:
         # A damaged file can break a third-party parser in many ways; the other files still get read.
         entry.reason = f"could not parse the file ({type(exc).__name__}: {exc})"
+    if batch:
+        yield from workers.submit(batch, _Batch(entry, state, _keys(source, entry.documents, batch)))
     entry.notes = notes.as_list()
     state.documents = entry.documents
+    run.report.files.append(entry)
     if entry.reason:
         entry.status = "partial" if entry.documents else "failed"
-        return entry, None  # not recorded: the next run tries it again
-    return entry, state
+    else:
+        run.manifest.files[source.shown] = state  # a failed or partial file is not recorded: the next run retries it
 
 
-def _process_document(document: Document, key: str, run: Run, entry: FileEntry, state: FileState) -> None:
-    prepared = prepare(document, run.cfg)
-    report = run.report
-    report.boilerplate_lines_removed += prepared.boilerplate_lines
-    if prepared.dropped_by:
-        report.drops[prepared.dropped_by] += 1
-        return
-    where = {"path": document.path, "position": document.position}
-    if run.dedup is not None:
-        duplicate = run.dedup.check(key, prepared.exact, prepared.signature)
-        if duplicate is not None:
-            kept_where = run.places.get(duplicate.kept) or {"path": duplicate.kept.rsplit("#", 1)[0]}
-            report.duplicate(key, where, duplicate, kept_where)
-            if kept_where["path"] not in state.dup_of:
-                state.dup_of.append(kept_where["path"])
-            return
-        run.places[key] = where
-    records, pii = finish(document, run.cfg)
-    for record in records:
-        run.out_handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        state.chunks.append(record["id"])
-    entry.kept += 1
-    entry.chunks += len(records)
-    state.docs.append(key)
-    report.chunks_total += len(records)
-    report.pii.update(pii)
-    report.languages[document.meta.get("language") or "unknown"] += 1
+def _keys(source: Source, last: int, batch: list[Document]) -> list[str]:
+    return [f"{source.shown}#{n}" for n in range(last - len(batch) + 1, last + 1)]
+
+
+def _absorb(batch: _Batch, results: list[Processed], run: Run) -> None:
+    """Count, deduplicate and write the processed documents of one batch, in reading order."""
+    report, entry, state = run.report, batch.entry, batch.state
+    for key, processed in zip(batch.keys, results):
+        prepared, document = processed.prepared, processed.prepared.document
+        report.boilerplate_lines_removed += prepared.boilerplate_lines
+        if prepared.dropped_by:
+            report.drops[prepared.dropped_by] += 1
+            continue
+        where = {"path": document.path, "position": document.position}
+        if run.dedup is not None:
+            duplicate = run.dedup.check(key, prepared.exact, prepared.signature)
+            if duplicate is not None:
+                kept_where = run.places.get(duplicate.kept) or {"path": duplicate.kept.rsplit("#", 1)[0]}
+                report.duplicate(key, where, duplicate, kept_where)
+                if kept_where["path"] not in state.dup_of:
+                    state.dup_of.append(kept_where["path"])
+                continue
+            run.places[key] = where
+        for record in processed.records:
+            run.out_handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            state.chunks.append(record["id"])
+        entry.kept += 1
+        entry.chunks += len(processed.records)
+        state.docs.append(key)
+        report.chunks_total += len(processed.records)
+        report.pii.update(processed.pii)
+        report.languages[document.meta.get("language") or "unknown"] += 1

@@ -26,6 +26,7 @@ _DATE = re.compile(r"\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,
 _NANP = re.compile(r"\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}")
 _VERSION_CONTEXT = re.compile(r"(?:\b(?:v|version|release|build|firmware|ver)\.?\s*)$", re.IGNORECASE)
 
+_DIGIT = re.compile(r"\d")
 KINDS = ("EMAIL", "IBAN", "CARD", "IP", "PHONE")
 
 
@@ -45,8 +46,12 @@ def _is_card(match: re.Match, text: str) -> bool:
     # Issuer prefixes (Amex, Visa, Mastercard, Discover, JCB, UnionPay, Maestro ...) all start with 2-6.
     if not 13 <= len(digits) <= 19 or digits[0] not in "23456" or not luhn_ok(digits):
         return False
-    groups = re.split(r"[ -]", raw)
-    return len(groups) == 1 or len(set(re.findall(r"[ -]", raw))) == 1  # one consistent separator
+    if len(set(re.findall(r"[ -]", raw))) > 1:
+        return False  # one separator throughout, as printed on cards and receipts
+    groups = [len(group) for group in re.split(r"[ -]", raw)]
+    # Printed groupings: 4-4-4-4(-3) for most cards, 4-6-5 and 4-6-4 for Amex and Diners.
+    return len(groups) == 1 or groups in ([4, 6, 5], [4, 6, 4]) or (
+        all(n == 4 for n in groups[:-1]) and groups[-1] in (3, 4) and len(groups) in (4, 5))
 
 
 def _is_iban(match: re.Match, text: str) -> bool:
@@ -108,10 +113,11 @@ def _custom(patterns: tuple[tuple[str, str], ...]) -> tuple[tuple[str, re.Patter
 def redact(text: str, custom: dict[str, str] | None = None) -> tuple[str, Counter]:
     """``text`` with each confirmed match replaced by ``<KIND>``, and how many of each kind were replaced."""
     counts: Counter = Counter()
-    rules = BUILTIN + _custom(tuple(sorted((custom or {}).items())))
-    for kind, pattern, check in rules:
-        if kind != "EMAIL" and not any(ch.isdigit() for ch in text) and check is not None:
-            continue  # every built-in kind except e-mail needs digits; most paragraphs have none
+    # Every built-in kind but e-mail needs a digit, and e-mail needs an @: most paragraphs skip all of them.
+    has_digit, has_at = _DIGIT.search(text) is not None, "@" in text
+    for kind, pattern, check in BUILTIN + _custom(tuple(sorted((custom or {}).items()))):
+        if check is not None and not has_digit or kind == "EMAIL" and not has_at:
+            continue
 
         def replace(match: re.Match, kind=kind, check=check, current=text) -> str:
             if check is not None and not check(match, current):
@@ -119,7 +125,5 @@ def redact(text: str, custom: dict[str, str] | None = None) -> tuple[str, Counte
             counts[kind] += 1
             return f"<{kind}>"
 
-        if kind == "EMAIL" and "@" not in text:
-            continue
         text = pattern.sub(replace, text)
     return text, counts

@@ -16,7 +16,7 @@ STATE_FILE = ".ingest-state.json"
 SIGNATURES_FILE = ".ingest-signatures.npz"
 STATE_VERSION = 1
 # Options that change which files are read but not what a read file turns into.
-_NOT_IN_FINGERPRINT = {"progress", "max_file_mb"}
+_NOT_IN_FINGERPRINT = {"progress", "max_file_mb", "workers"}
 
 
 class AtomicFile:

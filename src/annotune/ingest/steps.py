@@ -92,3 +92,22 @@ def finish_rows(batch: dict[str, list], cfg: IngestConfig) -> dict[str, list]:
             out["source"].append(json.dumps(record["source"]))
             out["meta"].append(json.dumps(record["meta"]))
     return out
+
+
+@dataclass
+class Processed:
+    """Everything about one document that does not depend on other documents: ``prepare`` and, for a
+    document the filters keep, ``finish`` done ahead of the duplicate check (so one round trip to a worker
+    process suffices; the records of a document found to be a duplicate are discarded)."""
+
+    prepared: Prepared
+    records: list[dict[str, Any]]
+    pii: Counter
+
+
+def process(document: Document, cfg: IngestConfig) -> Processed:
+    prepared = prepare(document, cfg)
+    if prepared.dropped_by:
+        return Processed(prepared, [], Counter())
+    records, pii = finish(prepared.document, cfg)
+    return Processed(prepared, records, pii)

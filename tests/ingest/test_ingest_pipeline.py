@@ -167,3 +167,28 @@ def test_config_file_and_no_redact_flag(tmp_path):
     assert "PII redaction: off" in result.stdout
     [chunk] = chunks_of(tmp_path / "b")
     assert "ann@example.com" in chunk["text"] and "ORD-7" in chunk["text"]
+
+
+def test_chunks_import_into_the_workbench_as_write_tasks(folder, tmp_path):
+    import sqlalchemy as sa
+
+    from annotune.annotate import importing, schema, store
+    from annotune.annotate.db import open_database
+
+    shutil.rmtree(folder / "broken")
+    out = tmp_path / "out"
+    ingest([str(folder)], out, IngestConfig(progress=False, workers=1))
+    chunks = chunks_of(out)
+    database = open_database(f"sqlite:///{tmp_path / 'workbench.db'}")
+    with database.transaction() as conn:
+        project = store.create_project(conn, "docs", "write")
+        result = importing.import_file(conn, project, out / "chunks.jsonl")
+        again = importing.import_file(conn, project, out / "chunks.jsonl")
+        rows = conn.execute(sa.select(schema.records.c.ext_id, schema.records.c.payload, schema.records.c.source)
+                            ).all()
+    assert (result.added, result.problems, again.added) == (len(chunks), [], 0)
+    by_id = {row.ext_id: row for row in rows}
+    for chunk in chunks:
+        row = by_id[chunk["id"]]
+        assert row.payload["context"] == chunk["text"]  # a write task shows the chunk as its context
+        assert row.source["path"] == chunk["source"]["path"] and row.source["position"] == chunk["source"]["position"]

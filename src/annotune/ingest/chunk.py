@@ -57,34 +57,22 @@ def _pieces(block: str, limit: int) -> Iterator[tuple[str, int]]:
 
 
 def _split(block: str, limit: int) -> Iterator[str]:
-    current: list[str] = []
-    size = 0
-    for sentence in _SENTENCE_END.split(block):
-        n = count_tokens(sentence)
-        if n > limit:
-            if current:
-                yield " ".join(current)
-                current, size = [], 0
-            yield from _word_runs(sentence, limit)
-            continue
-        if size + n > limit and current:
-            yield " ".join(current)
-            current, size = [], 0
-        current.append(sentence)
-        size += n
-    if current:
-        yield " ".join(current)
+    """Sentences packed up to ``limit`` tokens; a sentence over the limit is packed word by word."""
+    def units() -> Iterator[str]:
+        for sentence in _SENTENCE_END.split(block):
+            if count_tokens(sentence) > limit:
+                yield from sentence.split()
+            else:
+                yield sentence
 
-
-def _word_runs(text: str, limit: int) -> Iterator[str]:
     run: list[str] = []
     size = 0
-    for word in text.split():
-        n = count_tokens(word)
+    for unit in units():
+        n = count_tokens(unit)
         if size + n > limit and run:
             yield " ".join(run)
             run, size = [], 0
-        run.append(word)
+        run.append(unit)
         size += n
     if run:
         yield " ".join(run)

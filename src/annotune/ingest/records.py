@@ -81,8 +81,7 @@ def read_csv(path: Path, shown: str, cfg: IngestConfig, notes: FileNotes) -> Ite
 def read_jsonl(path: Path, shown: str, cfg: IngestConfig, notes: FileNotes) -> Iterator[Document]:
     encoding = sniff_encoding(path)
     produced = 0
-    with path.open("r", encoding=encoding, newline="") as fh:
-        # Iterating a text file splits on \n only with newline="": U+2028 may appear inside JSON strings.
+    with path.open("r", encoding=encoding) as fh:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue

@@ -12,6 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import tiny_model  # noqa: E402
+from workbench_fixtures import (  # noqa: E402,F401  (fixtures for tests/annotate)
+    db_url, postgres_server, quick_password_hashing, start_server)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -24,8 +25,12 @@ MAX_LOGIN_WAIT = 300  # seconds
 MIN_PASSWORD = 8
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _hasher = PasswordHasher()
-# Compared against when the user does not exist, so a wrong name takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the user does not exist, so a wrong name takes as long as a wrong password."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def login(db: Database, name: str, password: str) -> tuple[User, str, str]:
             if wait:
                 raise Throttled(f"too many failed logins for {name!r}; try again in {wait} s", wait)
     try:
-        ok = _hasher.verify(row.password_hash if row else _DUMMY_HASH, password) and row is not None
+        ok = _hasher.verify(row.password_hash if row else _dummy_hash(), password) and row is not None
     except (VerificationError, InvalidHashError):
         ok = False
     with db.transaction() as conn:

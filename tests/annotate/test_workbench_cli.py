@@ -1,0 +1,131 @@
+"""The real `annotune workbench` commands: users, projects, import, model drafts, stats, export, backup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from annotune.annotate import db as dbm
+from annotune.annotate import queue, review, store
+from conftest import run_cli
+
+
+def cli(*args: str, db: str, stdin: str | None = None, ok: bool = True):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).parent / "annotune"), "workbench", *args, "--db", db]
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'wb.db'}"
+
+
+def test_users_need_a_password_and_get_clear_errors(sqlite_url):
+    no_tty = cli("user", "add", "ann", "--role", "annotator", db=sqlite_url, stdin="", ok=False)
+    assert no_tty.returncode != 0 and "pipe it in with --password-stdin" in no_tty.stderr
+    short = cli("user", "add", "ann", "--role", "annotator", "--password-stdin", db=sqlite_url, stdin="short\n",
+                ok=False)
+    assert short.returncode != 0 and "must be at least 8 characters" in short.stderr
+    assert "Traceback" not in short.stderr
+    assert "added ann (annotator)" in cli("user", "add", "ann", "--role", "annotator", "--password-stdin",
+                                         db=sqlite_url, stdin="long-enough\n").stdout
+    again = cli("user", "add", "ann", "--role", "annotator", "--password-stdin", db=sqlite_url,
+                stdin="long-enough\n", ok=False)
+    assert "already exists" in again.stderr
+    unknown = cli("project", "add-member", "nope", "ann", db=sqlite_url, ok=False)
+    assert unknown.stderr.strip() == "error: no project 'nope'"
+    bad_db = run_cli("workbench", "stats", "x", "--db", "mysql://localhost/x")
+    assert "unsupported database 'mysql'" in bad_db.stderr
+
+
+def test_from_chunks_to_drafts_to_a_trained_model(sqlite_url, tiny, tmp_path):
+    for name, role in (("boss", "admin"), ("ann1", "annotator"), ("ann2", "annotator"), ("rev", "reviewer")):
+        cli("user", "add", name, "--role", role, "--password-stdin", db=sqlite_url, stdin=f"{name}-password\n")
+    guidelines = tmp_path / "guide.md"
+    guidelines.write_text("# How to write\nAsk what a **customer** would ask.")
+    cli("project", "create", "faq", "--type", "write", "--overlap", "2", "--guidelines", str(guidelines),
+        db=sqlite_url)
+    cli("project", "add-member", "faq", "ann1", "ann2", "rev", db=sqlite_url)
+    chunks = tmp_path / "chunks.jsonl"
+    chunks.write_text("".join(json.dumps({"id": f"c{i}", "text": f"The model {i} has {i + 2} fans.",
+                                          "source": {"path": "specs.md", "position": {"chunk": i}}}) + "\n"
+                              for i in range(4)))
+    assert "imported 4 record(s) into faq (0 already there)" in cli("import", "faq", str(chunks), db=sqlite_url).stdout
+    assert "imported 0 record(s) into faq (4 already there)" in cli("import", "faq", str(chunks), db=sqlite_url).stdout
+
+    drafted = cli("suggest", "faq", "--model", str(tiny), "--max-new-tokens", "12", db=sqlite_url)
+    assert "record(s) got drafts from" in drafted.stdout
+    db = dbm.open_database(sqlite_url)
+    with db.transaction() as conn:
+        project = store.find_project(conn, "faq")
+        users = {n: store.find_user(conn, n) for n in ("ann1", "ann2", "rev")}
+        task = queue.next_task(conn, project, users["ann1"])
+    # The tiny model writes noise; whatever it wrote is marked with its name, never as an annotator's work.
+    suggestion = task.payload.get("suggestion")
+    assert suggestion is None or suggestion["model"] == tiny.name
+
+    for name in ("ann1", "ann2"):
+        while True:
+            with db.transaction() as conn:
+                task = queue.next_task(conn, project, users[name])
+                if task is None:
+                    break
+                fans = task.payload["context"].split(" has ")[1]
+                queue.submit(conn, project, users[name], task.assignment_id, {"pairs": [
+                    {"question": f"How many fans does {task.payload['context'][4:11]} have?", "answer": fans},
+                    *([{"question": f"Is {task.payload['context'][4:11]} loud?", "answer": "No."}] if name == "ann2" else [])]})
+    with db.transaction() as conn:
+        for item in review.list_annotations(conn, project, users["rev"], status="pending"):
+            review.review(conn, project, users["rev"], item["id"], "accept", item["version"])
+    db.dispose()
+
+    text = cli("stats", "faq", db=sqlite_url).stdout
+    assert "records: 4 (4 done, 0 open, 0 waiting for drafts)" in text and "text similarity" in text
+    as_json = json.loads(cli("stats", "faq", "--json", db=sqlite_url).stdout)
+    assert as_json["progress"]["per_user"]["ann1"]["accepted"] == 4
+
+    out = tmp_path / "train.jsonl"
+    assert "wrote 8 example(s)" in cli("export", "faq", "--to", "openai", "--out", str(out), db=sqlite_url).stdout
+    assert run_cli("data", "validate", str(out)).returncode == 0
+    trained = run_cli("train", str(out), "--model", str(tiny), "--out", str(tmp_path / "run"), "--epochs", "1",
+                      "--val-size", "0", "--no-progress")
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "run" / "adapter").is_dir()
+
+
+def test_backup_restores_into_postgresql(sqlite_url, postgres_server, tmp_path):
+    db = dbm.open_database(sqlite_url)
+    with db.transaction() as conn:
+        user = store.add_user(conn, "ann", "annotator", "password-1")
+        project = store.create_project(conn, "labels", "label", "Pick one", ["a", "b"])
+        store.add_member(conn, project, user)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "first"}\n{"text": "second"}\n')
+    cli("import", "labels", str(texts), db=sqlite_url)
+    with db.transaction() as conn:
+        task = queue.next_task(conn, project, user)
+        queue.submit(conn, project, user, task.assignment_id, {"label": "b"})
+    db.dispose()
+    backup = tmp_path / "backup.jsonl"
+    assert "backed up" in cli("backup", str(backup), db=sqlite_url).stdout
+
+    import psycopg
+
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE restored")
+    target = postgres_server.rsplit("/", 1)[0] + "/restored"
+    cli("restore", str(backup), db=target)
+    assert "already holds users" in cli("restore", str(backup), db=target, ok=False).stderr
+    restored = json.loads(cli("stats", "labels", "--json", db=target).stdout)
+    original = json.loads(cli("stats", "labels", "--json", db=sqlite_url).stdout)
+    assert restored == original and restored["progress"]["annotations"]["pending"] == 1
+    # New rows get fresh ids after a restore (sequences moved past the restored ids).
+    cli("user", "add", "new", "--role", "annotator", "--password-stdin", db=target, stdin="password-2\n")

@@ -10,6 +10,8 @@ from typing import Any
 from annotune.ingest.clean import FILTERS
 from annotune.ingest.dedup import Duplicate
 
+_LISTED = 20  # files with a problem named in the printed summary; report.json lists them all
+
 
 @dataclass
 class FileEntry:
@@ -94,9 +96,10 @@ class Report:
             lines.append("PII redaction: off (--no-redact)")
         elif self.pii:
             lines.append("redacted: " + ", ".join(f"{kind} {n}" for kind, n in sorted(self.pii.items())))
-        for entry in self.files:
-            if entry.status in ("failed", "partial", "skipped"):
-                lines.append(f"  {entry.status}: {entry.path}: {entry.reason}")
+        problems = [entry for entry in self.files if entry.status in ("failed", "partial", "skipped")]
+        lines.extend(f"  {entry.status}: {entry.path}: {entry.reason}" for entry in problems[:_LISTED])
+        if len(problems) > _LISTED:
+            lines.append(f"  ... and {len(problems) - _LISTED} more (see report.json)")
         lines.extend(f"note: {note}" for note in self.notes)
         lines.append(f"wrote {self.out}/chunks.jsonl and {self.out}/report.json in {self.seconds:.1f} s")
         return "\n".join(lines)

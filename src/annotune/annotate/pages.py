@@ -32,9 +32,9 @@ LOGIN_CSRF_COOKIE = "annotune_login_csrf"
 WRITE_ROWS = 3  # question/answer pairs offered on a write form
 
 
-def _page(request: Request, name: str, auth: Auth | None, status: int = 200, **context: Any) -> HTMLResponse:
+def _page(request: Request, template: str, auth: Auth | None, status: int = 200, **context: Any) -> HTMLResponse:
     context.update(user=auth.user if auth else None, csrf_token=auth.csrf_token if auth else None)
-    return templates.TemplateResponse(request, name, context, status_code=status)
+    return templates.TemplateResponse(request, template, context, status_code=status)
 
 
 def render_error(request: Request, message: str, status: int) -> HTMLResponse:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import run_cli
 
 from annotune.annotate import db as dbm
 from annotune.annotate import importing, schema, store
 from annotune.dataset.formats import read_dataset
 from annotune.dataset.validate import validate
-from conftest import run_cli
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

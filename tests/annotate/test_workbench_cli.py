@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli
 
 from annotune.annotate import db as dbm
 from annotune.annotate import queue, review, store
-from conftest import run_cli
 
 
 def cli(*args: str, db: str, stdin: str | None = None, ok: bool = True):
@@ -17,7 +17,7 @@ def cli(*args: str, db: str, stdin: str | None = None, ok: bool = True):
     from pathlib import Path
 
     command = [str(Path(sys.executable).parent / "annotune"), "workbench", *args, "--db", db]
-    result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=600, check=False)
     if ok:
         assert result.returncode == 0, result.stderr
     return result

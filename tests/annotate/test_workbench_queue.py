@@ -181,7 +181,7 @@ def test_review_versions_conflict_and_rejection_reopens_the_record(wb):
 
 
 def test_membership_hides_other_projects(wb):
-    db, project, users = wb
+    db, _, users = wb
     with db.transaction() as conn:
         other = store.create_project(conn, "secret", "label", labels=["a", "b"])
         with pytest.raises(NotFound, match="not a member"):

@@ -6,13 +6,13 @@ import os
 import tempfile
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from annotune.annotate import exporting, importing, queue, review, stats, store
-from annotune.annotate.app import SESSION_COOKIE, Auth, authenticate
+from annotune.annotate.app import SESSION_COOKIE, Auth, CurrentAuth
 from annotune.annotate.db import Database
 from annotune.annotate.store import SESSION_SECONDS
 
@@ -86,7 +86,7 @@ def login(body: LoginBody, request: Request, response: Response) -> dict[str, An
 
 
 @router.post("/logout")
-def logout(request: Request, response: Response, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def logout(request: Request, response: Response, auth: CurrentAuth) -> dict[str, Any]:
     if auth.session_token:
         with _db(request).transaction() as conn:
             store.logout(conn, auth.session_token)
@@ -95,18 +95,18 @@ def logout(request: Request, response: Response, auth: Auth = Depends(authentica
 
 
 @router.get("/me")
-def me(auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def me(auth: CurrentAuth) -> dict[str, Any]:
     return {"name": auth.user.name, "role": auth.user.role, "csrf_token": auth.csrf_token}
 
 
 @router.get("/projects")
-def list_projects(request: Request, auth: Auth = Depends(authenticate)) -> list[dict[str, Any]]:
+def list_projects(request: Request, auth: CurrentAuth) -> list[dict[str, Any]]:
     with _db(request).transaction() as conn:
         return [project_json(p) for p in store.projects_for(conn, auth.user)]
 
 
 @router.post("/projects", status_code=201)
-def create_project(body: ProjectBody, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def create_project(body: ProjectBody, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     store.require_admin(auth.user)
     with _db(request).transaction() as conn:
         return project_json(store.create_project(conn, body.name, body.task_type, body.guidelines, body.labels,
@@ -114,7 +114,7 @@ def create_project(body: ProjectBody, request: Request, auth: Auth = Depends(aut
 
 
 @router.get("/projects/{name}")
-def get_project(name: str, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def get_project(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         return {**project_json(project), "members": store.member_names(conn, project)}
@@ -122,7 +122,7 @@ def get_project(name: str, request: Request, auth: Auth = Depends(authenticate))
 
 @router.patch("/projects/{name}")
 def patch_project(name: str, body: ProjectPatch, request: Request,
-                  auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+                  auth: CurrentAuth) -> dict[str, Any]:
     store.require_admin(auth.user)
     with _db(request).transaction() as conn:
         project = store.find_project(conn, name)
@@ -130,7 +130,7 @@ def patch_project(name: str, body: ProjectPatch, request: Request,
 
 
 @router.post("/projects/{name}/members")
-def add_member(name: str, body: MemberBody, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def add_member(name: str, body: MemberBody, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     store.require_admin(auth.user)
     with _db(request).transaction() as conn:
         project = store.find_project(conn, name)
@@ -139,8 +139,8 @@ def add_member(name: str, body: MemberBody, request: Request, auth: Auth = Depen
 
 
 @router.post("/projects/{name}/import")
-async def import_records(name: str, request: Request, kind: str = "auto", format: str | None = None,
-                         auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+async def import_records(name: str, request: Request, auth: CurrentAuth, kind: str = "auto",
+                         format: str | None = None) -> dict[str, Any]:
     """The request body is the file (JSONL, or any dataset format with ``format``)."""
     store.require_admin(auth.user)
     body = await request.body()  # bounded by the upload limit
@@ -163,7 +163,7 @@ async def import_records(name: str, request: Request, kind: str = "auto", format
 
 
 @router.get("/projects/{name}/next")
-def next_task(name: str, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def next_task(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         task = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
@@ -172,36 +172,36 @@ def next_task(name: str, request: Request, auth: Auth = Depends(authenticate)) -
 
 @router.post("/projects/{name}/tasks/{assignment_id}/submit")
 def submit(name: str, assignment_id: int, body: ValueBody, request: Request,
-           auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+           auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         return queue.submit(conn, project, auth.user, assignment_id, body.value)
 
 
 @router.post("/projects/{name}/tasks/{assignment_id}/skip")
-def skip(name: str, assignment_id: int, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         queue.skip(conn, store.project_for(conn, name, auth.user), auth.user, assignment_id)
     return {"skipped": assignment_id}
 
 
 @router.get("/projects/{name}/annotations")
-def annotations(name: str, request: Request, status: str | None = None, limit: int = 100, offset: int = 0,
-                auth: Auth = Depends(authenticate)) -> list[dict[str, Any]]:
+def annotations(name: str, request: Request, auth: CurrentAuth, status: str | None = None, limit: int = 100,
+                offset: int = 0) -> list[dict[str, Any]]:
     with _db(request).transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         return review.list_annotations(conn, project, auth.user, status, limit, offset)
 
 
 @router.get("/projects/{name}/annotations/{annotation_id}")
-def annotation(name: str, annotation_id: int, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def annotation(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         return review.get_annotation(conn, store.project_for(conn, name, auth.user), auth.user, annotation_id)
 
 
 @router.put("/projects/{name}/annotations/{annotation_id}")
 def edit_annotation(name: str, annotation_id: int, body: EditBody, request: Request,
-                    auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+                    auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         return review.edit(conn, project, auth.user, annotation_id, body.value, body.version)
@@ -209,7 +209,7 @@ def edit_annotation(name: str, annotation_id: int, body: EditBody, request: Requ
 
 @router.post("/projects/{name}/annotations/{annotation_id}/review")
 def review_annotation(name: str, annotation_id: int, body: ReviewBody, request: Request,
-                      auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+                      auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         project = store.project_for(conn, name, auth.user, review=True)
         return review.review(conn, project, auth.user, annotation_id, body.decision, body.version, body.value,
@@ -217,7 +217,7 @@ def review_annotation(name: str, annotation_id: int, body: ReviewBody, request: 
 
 
 @router.get("/projects/{name}/stats")
-def project_stats(name: str, request: Request, auth: Auth = Depends(authenticate)) -> dict[str, Any]:
+def project_stats(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction() as conn:
         return stats.project_stats(conn, store.project_for(conn, name, auth.user, review=True))
 
@@ -238,13 +238,13 @@ def export_response(request: Request, auth: Auth, name: str, to: str, include_pe
 
 
 @router.get("/projects/{name}/export")
-def export(name: str, request: Request, to: str = "openai", include_pending: bool = False, min_score: float = 4.0,
-           auth: Auth = Depends(authenticate)) -> Response:
+def export(name: str, request: Request, auth: CurrentAuth, to: str = "openai", include_pending: bool = False,
+           min_score: float = 4.0) -> Response:
     return export_response(request, auth, name, to, include_pending, min_score)
 
 
 @router.get("/users")
-def users(request: Request, auth: Auth = Depends(authenticate)) -> JSONResponse:
+def users(request: Request, auth: CurrentAuth) -> JSONResponse:
     store.require_admin(auth.user)
     with _db(request).transaction() as conn:
         return JSONResponse([{"name": u.name, "role": u.role} for u in store.list_users(conn)])

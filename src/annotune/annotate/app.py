@@ -10,9 +10,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -126,6 +126,9 @@ async def authenticate(request: Request) -> Auth:
         if not isinstance(sent, str) or not hmac.compare_digest(sent, auth.csrf_token):
             raise Forbidden("missing or wrong CSRF token; reload the page and try again")
     return auth
+
+
+CurrentAuth = Annotated[Auth, Depends(authenticate)]
 
 
 def _wants_html(request: Request) -> bool:

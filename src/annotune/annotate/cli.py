@@ -16,7 +16,7 @@ from pathlib import Path
 from annotune.errors import AnnotuneError
 
 
-def _db(args: argparse.Namespace):  # noqa: ANN202
+def _db(args: argparse.Namespace):
     from annotune.annotate.db import open_database
 
     return open_database(args.db)

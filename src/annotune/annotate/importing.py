@@ -80,8 +80,9 @@ def detect_kind(path: Path) -> str:
         if isinstance(value, dict):
             if "text" in value and "messages" not in value:
                 return "chunks"
-            if "answer" in value or "answers" in value:
-                return "answers"
+            prompts_only = "prompt" in value and not {"completion", "chosen"} & set(value)
+            if "answer" in value or "answers" in value or prompts_only:
+                return "answers"  # model answers, or prompts whose answers a model will draft
             return "conversations"
     raise DataError(f"{path}: no JSON object found; import JSONL (one object per line) or pass --kind")
 

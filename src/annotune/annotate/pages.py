@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +20,7 @@ from starlette.datastructures import FormData
 
 from annotune.annotate import exporting, importing, markdown, queue, review, stats, store
 from annotune.annotate.api import export_response, set_session_cookie
-from annotune.annotate.app import SESSION_COOKIE, Auth, authenticate
+from annotune.annotate.app import SESSION_COOKIE, Auth, CurrentAuth
 from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
 from annotune.annotate.queue import Task
 
@@ -82,7 +82,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout(request: Request, auth: Auth = Depends(authenticate)) -> Response:
+def logout(request: Request, auth: CurrentAuth) -> Response:
     if auth.session_token:
         with request.app.state.db.transaction() as conn:
             store.logout(conn, auth.session_token)
@@ -95,14 +95,14 @@ def logout(request: Request, auth: Auth = Depends(authenticate)) -> Response:
 
 
 @router.get("/")
-def home(request: Request, auth: Auth = Depends(authenticate)) -> Response:
+def home(request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction() as conn:
         projects = [(p, stats.progress(conn, p)["records"]) for p in store.projects_for(conn, auth.user)]
     return _page(request, "projects.html", auth, projects=projects)
 
 
 @router.get("/p/{name}")
-def project_page(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+def project_page(name: str, request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         progress = stats.progress(conn, project)
@@ -129,7 +129,7 @@ def _task_page(request: Request, auth: Auth, project: store.Project, task: Task 
 
 
 @router.get("/p/{name}/annotate")
-def annotate(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+def annotate(name: str, request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         task = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
@@ -138,7 +138,7 @@ def annotate(name: str, request: Request, auth: Auth = Depends(authenticate)) ->
 
 def form_value(task_type: str, form: FormData, payload: dict[str, Any]) -> dict[str, Any]:
     """The annotation a task form describes (checked afterwards by :func:`tasks.check_value`)."""
-    get = lambda key: str(form.get(key, ""))  # noqa: E731
+    get = lambda key: str(form.get(key, ""))
     if task_type == "write":
         return {"pairs": [{"question": get(f"question_{i}"), "answer": get(f"answer_{i}")}
                           for i in range(WRITE_ROWS)]}
@@ -157,7 +157,7 @@ def form_value(task_type: str, form: FormData, payload: dict[str, Any]) -> dict[
 
 
 @router.post("/p/{name}/tasks/{assignment_id}")
-async def submit(name: str, assignment_id: int, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+async def submit(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> Response:
     form = await request.form()
 
     def run() -> Response:
@@ -176,7 +176,7 @@ async def submit(name: str, assignment_id: int, request: Request, auth: Auth = D
 
 
 @router.post("/p/{name}/tasks/{assignment_id}/skip")
-def skip(name: str, assignment_id: int, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction() as conn:
         queue.skip(conn, store.project_for(conn, name, auth.user), auth.user, assignment_id)
     return _see(f"/p/{quote(name)}/annotate")
@@ -186,7 +186,7 @@ def skip(name: str, assignment_id: int, request: Request, auth: Auth = Depends(a
 
 
 @router.get("/p/{name}/review")
-def review_page(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+def review_page(name: str, request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction() as conn:
         project = store.project_for(conn, name, auth.user, review=True)
         item = review.next_for_review(conn, project, auth.user)
@@ -195,7 +195,7 @@ def review_page(name: str, request: Request, auth: Auth = Depends(authenticate))
 
 @router.post("/p/{name}/annotations/{annotation_id}/review")
 async def review_submit(name: str, annotation_id: int, request: Request,
-                        auth: Auth = Depends(authenticate)) -> Response:
+                        auth: CurrentAuth) -> Response:
     form = await request.form()
     decision = str(form.get("decision", ""))
     version = int(form["version"]) if str(form.get("version", "")).isdigit() else None
@@ -221,7 +221,7 @@ async def review_submit(name: str, annotation_id: int, request: Request,
 
 
 @router.post("/p/{name}/import")
-async def import_upload(name: str, request: Request, auth: Auth = Depends(authenticate)) -> Response:
+async def import_upload(name: str, request: Request, auth: CurrentAuth) -> Response:
     store.require_admin(auth.user)
     form = await request.form()
     upload = form.get("file")
@@ -247,6 +247,6 @@ async def import_upload(name: str, request: Request, auth: Auth = Depends(authen
 
 
 @router.get("/p/{name}/export")
-def export_download(name: str, request: Request, to: str = "openai", include_pending: bool = False,
-                    min_score: float = 4.0, auth: Auth = Depends(authenticate)) -> Response:
+def export_download(name: str, request: Request, auth: CurrentAuth, to: str = "openai",
+                    include_pending: bool = False, min_score: float = 4.0) -> Response:
     return export_response(request, auth, name, to, include_pending, min_score)

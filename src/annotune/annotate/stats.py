@@ -70,8 +70,8 @@ def format_stats(stats: dict[str, Any]) -> str:
     p, g = stats["progress"], stats["agreement"]
     rec_counts = p["records"]
     lines = [f"project {stats['project']} ({stats['task_type']}, {stats['overlap']} annotation(s) per record)",
-             f"records: {rec_counts['total']} ({rec_counts['done']} done, {rec_counts['open']} open, "
-             f"{rec_counts['draft']} waiting for drafts)",
+             (f"records: {rec_counts['total']} ({rec_counts['done']} done, {rec_counts['open']} open, "
+              f"{rec_counts['draft']} waiting for drafts)"),
              "annotations: " + ", ".join(f"{v} {k}" for k, v in p["annotations"].items()),
              f"agreement ({g['measure']}, {_fmt(g.get('units'))} records with 2+ annotations):"]
     for key in ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "text_similarity"):

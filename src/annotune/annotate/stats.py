@@ -77,12 +77,13 @@ def format_stats(stats: dict[str, Any]) -> str:
     for key in ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "text_similarity"):
         if key in g:
             lines.append(f"  {key.replace('_', ' ')}: {_fmt(g[key])}")
+    kappa = g["measure"] != "text"  # kappa compares categories; written answers have a similarity only
     lines.append(f"  {'annotator':<20} {'submitted':>9} {'accepted':>8} {'rejected':>8} {'skipped':>7} "
-                 f"{'agreement':>9} {'kappa':>6}")
+                 f"{'agreement':>9}" + (f" {'kappa':>6}" if kappa else ""))
     per_agreement = g.get("per_annotator", {})
     for name, counts in p["per_user"].items():
         mine = per_agreement.get(name, {})
         lines.append(f"  {name:<20} {counts.get('submitted', 0):>9} {counts.get('accepted', 0):>8} "
                      f"{counts.get('rejected', 0):>8} {counts.get('skipped', 0):>7} "
-                     f"{_fmt(mine.get('agreement')):>9} {_fmt(mine.get('kappa')):>6}")
+                     f"{_fmt(mine.get('agreement')):>9}" + (f" {_fmt(mine.get('kappa')):>6}" if kappa else ""))
     return "\n".join(lines)

@@ -28,19 +28,35 @@ from annotune.annotate.store import Project, find_project
 WRITE_SYSTEM = "You write training data: one question a reader could ask about a text, and its answer from the text."
 WRITE_PROMPT = ("Text:\n{context}\n\nWrite one question that this text answers, then the answer. Reply in exactly "
                 "this form:\nQuestion: ...\nAnswer: ...")
-_QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*answer\s*:\s*(?P<a>.+)", re.IGNORECASE | re.DOTALL)
+# One worked example: small models follow the form far more reliably after seeing it once.
+WRITE_EXAMPLE = (
+    "Our shop in Leeds opens at 9 a.m. and closes at 6 p.m. from Monday to Saturday. It is closed on Sundays.",
+    "Question: When is the Leeds shop open?\nAnswer: From 9 a.m. to 6 p.m., Monday to Saturday; it is closed on "
+    "Sundays.",
+)
+_QA = re.compile(r"question\s*:\s*(?P<q>[^\n]+?)\s*\n?\s*answer\s*:\s*(?P<a>.+)", re.IGNORECASE | re.DOTALL)
+_MARK = re.compile(r"^\s*(question|answer)\s*:\s*", re.IGNORECASE)
 rec = schema.records
 
 
 def parse_pair(text: str) -> dict[str, str] | None:
-    """``Question: ... Answer: ...`` from a model's reply; else a leading question sentence and the rest."""
+    """``Question: ... Answer: ...`` from a model's reply, else a leading question and the rest.
+
+    Replies without both parts, or whose answer only repeats the question, are unusable (None).
+    """
     match = _QA.search(text)
     if match:
-        question, answer = match.group("q").strip(), match.group("a").strip()
+        question = match.group("q").strip()
+        answer = re.split(r"\n\s*\n|\n\s*question\s*:", match.group("a"), flags=re.IGNORECASE)[0].strip()
+    elif "question:" in text.lower():
+        return None  # the form was started but no answer followed
     else:
         head, mark, tail = text.partition("?")
         question, answer = (head.strip() + "?", tail.strip()) if mark else ("", "")
-    return {"question": question, "answer": answer} if question and answer else None
+    question, answer = _MARK.sub("", question).strip(), _MARK.sub("", answer).strip()
+    if not question or not answer or answer.lower().rstrip("?.! ") == question.lower().rstrip("?.! "):
+        return None
+    return {"question": question, "answer": answer}
 
 
 def model_label(ref: str) -> str:
@@ -64,6 +80,8 @@ def _candidates(conn: Connection, project: Project, limit: int | None) -> list[A
 def _prompt(task_type: str, payload: dict[str, Any]) -> list[dict[str, str]]:
     if task_type == "write" or (task_type == "correct" and not payload.get("question")):
         return [{"role": "system", "content": WRITE_SYSTEM},
+                {"role": "user", "content": WRITE_PROMPT.format(context=WRITE_EXAMPLE[0])},
+                {"role": "assistant", "content": WRITE_EXAMPLE[1]},
                 {"role": "user", "content": WRITE_PROMPT.format(context=payload["context"])}]
     if task_type == "correct":
         return [*payload.get("messages", []), {"role": "user", "content": payload["question"]}]

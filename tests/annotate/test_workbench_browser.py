@@ -200,3 +200,24 @@ def test_forms_need_the_csrf_token_and_projects_their_members(browser, workbench
     failed.fill("input[name=password]", "wrong-password")
     submit_with(failed, "Enter")
     assert failed.locator("#error").inner_text() == "unknown user or wrong password"
+
+
+def test_a_stale_edit_gets_a_clear_409_instead_of_overwriting(browser, workbench):
+    server, db = workbench
+    page = login(browser, server, "ann")
+    open_task(page, server, "rate")
+    submit_with(page, "Escape", "2", "Enter")
+    page.goto(f"{server.url}/p/rate")
+    with page.expect_navigation():
+        page.keyboard.press("m")
+    edit_url = server.url + page.locator("#mine a").first.get_attribute("href")
+    first, second = page, page.context.new_page()
+    first.goto(edit_url)
+    second.goto(edit_url)
+    first.keyboard.press("4")
+    submit_with(first, "Control+Enter")
+    assert "saved" in first.locator(".notice").inner_text()
+    second.keyboard.press("5")
+    submit_with(second, "Control+Enter")
+    assert "changed by ann" in second.locator("#error").inner_text()
+    assert values(db, "rate") == [{"score": 4, "comment": ""}]

@@ -182,6 +182,45 @@ def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> 
     return _see(f"/p/{quote(name)}/annotate")
 
 
+# ------------------------------------------------------------------------------------ own annotations
+
+
+@router.get("/p/{name}/mine")
+def my_annotations(name: str, request: Request, auth: CurrentAuth) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        items = [a for a in review.list_annotations(conn, project, auth.user, limit=1000)
+                 if a["annotator"] == auth.user.name]
+    return _page(request, "mine.html", auth, project=project, items=items[::-1])
+
+
+@router.get("/p/{name}/annotations/{annotation_id}/edit")
+def edit_form(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        item = review.get_annotation(conn, project, auth.user, annotation_id)
+    return _page(request, "edit.html", auth, project=project, item=item, rows=WRITE_ROWS)
+
+
+@router.post("/p/{name}/annotations/{annotation_id}/edit")
+async def edit_submit(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> Response:
+    form = await request.form()
+    version = int(form["version"]) if str(form.get("version", "")).isdigit() else None
+
+    def run() -> Response:
+        with request.app.state.db.transaction() as conn:
+            project = store.project_for(conn, name, auth.user)
+            item = review.get_annotation(conn, project, auth.user, annotation_id)
+            review.edit(conn, project, auth.user, annotation_id, form_value(project.task_type, form, item["payload"]),
+                        version)
+        return _see(f"/p/{quote(name)}/mine?message={quote(f'annotation {annotation_id} saved')}")
+
+    try:
+        return await run_in_threadpool(run)
+    except Conflict as exc:
+        return render_error(request, str(exc), 409)
+
+
 # --------------------------------------------------------------------------------------------- review
 
 

@@ -31,8 +31,8 @@ WRITE_PROMPT = ("Text:\n{context}\n\nWrite one question that this text answers, 
 # One worked example: small models follow the form far more reliably after seeing it once.
 WRITE_EXAMPLE = (
     "Our shop in Leeds opens at 9 a.m. and closes at 6 p.m. from Monday to Saturday. It is closed on Sundays.",
-    "Question: When is the Leeds shop open?\nAnswer: From 9 a.m. to 6 p.m., Monday to Saturday; it is closed on "
-    "Sundays.",
+    ("Question: When is the Leeds shop open?\nAnswer: From 9 a.m. to 6 p.m., Monday to Saturday; it is closed on "
+     "Sundays."),
 )
 _QA = re.compile(r"question\s*:\s*(?P<q>[^\n]+?)\s*\n?\s*answer\s*:\s*(?P<a>.+)", re.IGNORECASE | re.DOTALL)
 _MARK = re.compile(r"^\s*(question|answer)\s*:\s*", re.IGNORECASE)

@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=60.0, help="how long the load runs per backend (default 60)")
     p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     p.add_argument("--records", type=int, default=20000, help="chunks imported into the project (default 20000)")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes (serve --workers; default 1)")
     p.add_argument("--overlap", type=int, default=2, help="annotations each record needs (default 2)")
     p.add_argument("--think-ms", type=float, default=0.0,
                    help="mean pause between receiving a task and submitting it, drawn uniformly from 0.5x to "
@@ -292,7 +293,7 @@ def summarize(backend: str, tally: Tally, elapsed: float, stored: dict[str, Any]
     overall = latency_summary([v for e in ENDPOINTS for v in tally.latencies[e]], elapsed)
     result = {
         "backend": backend, "users": args.users, "seconds": elapsed, "think_ms": args.think_ms,
-        "records": args.records, "overlap": args.overlap,
+        "records": args.records, "overlap": args.overlap, "workers": args.workers,
         "overall": overall,
         "endpoints": {e: latency_summary(tally.latencies[e], elapsed) for e in ENDPOINTS},
         "errors": dict(sorted(tally.errors.items())), "error_count": sum(tally.errors.values()),
@@ -338,10 +339,12 @@ def print_result(r: dict[str, Any]) -> None:
 
 
 def cpu_snapshot(server_pid: int) -> tuple[float, float, float, float]:
-    """(wall seconds, server CPU, this process's CPU, CPU busy on the whole machine) at this moment."""
-    server, me, machine = psutil.Process(server_pid).cpu_times(), psutil.Process().cpu_times(), psutil.cpu_times()
+    """(wall seconds, server CPU (worker processes included), this process's CPU, CPU busy on the whole machine)."""
+    parent = psutil.Process(server_pid)
+    server = sum(p.cpu_times().user + p.cpu_times().system for p in [parent, *parent.children(recursive=True)])
+    me, machine = psutil.Process().cpu_times(), psutil.cpu_times()
     busy = machine.user + machine.nice + machine.system + machine.irq + machine.softirq
-    return time.perf_counter(), server.user + server.system, me.user + me.system, busy
+    return time.perf_counter(), server, me.user + me.system, busy
 
 
 def cpu_use(before: tuple[float, ...], after: tuple[float, ...]) -> dict[str, float]:
@@ -352,7 +355,7 @@ def cpu_use(before: tuple[float, ...], after: tuple[float, ...]) -> dict[str, fl
 def run_backend(backend: str, url: str, work: Path, chunks: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{backend}] setting up {args.users} annotators and {args.records} records ...", flush=True)
     tokens = populate(url, args.users, args.overlap, chunks)
-    server = Server(url, work / f"server-{backend}.log")
+    server = Server(url, work / f"server-{backend}.log", ("--workers", str(args.workers)))
     try:
         server.start()
         # What the rest of the machine uses while this benchmark is idle (the cores may be shared).

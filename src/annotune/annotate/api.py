@@ -73,7 +73,7 @@ def set_session_cookie(response: Response, request: Request, token: str) -> None
 
 @router.get("/health")
 def health(request: Request) -> dict[str, Any]:
-    with _db(request).transaction() as conn:
+    with _db(request).transaction(readonly=True) as conn:
         conn.exec_driver_sql("SELECT 1")
     return {"ok": True}
 
@@ -101,7 +101,7 @@ def me(auth: CurrentAuth) -> dict[str, Any]:
 
 @router.get("/projects")
 def list_projects(request: Request, auth: CurrentAuth) -> list[dict[str, Any]]:
-    with _db(request).transaction() as conn:
+    with _db(request).transaction(readonly=True) as conn:
         return [project_json(p) for p in store.projects_for(conn, auth.user)]
 
 
@@ -115,7 +115,7 @@ def create_project(body: ProjectBody, request: Request, auth: CurrentAuth) -> di
 
 @router.get("/projects/{name}")
 def get_project(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
-    with _db(request).transaction() as conn:
+    with _db(request).transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         return {**project_json(project), "members": store.member_names(conn, project)}
 
@@ -188,14 +188,14 @@ def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> 
 @router.get("/projects/{name}/annotations")
 def annotations(name: str, request: Request, auth: CurrentAuth, status: str | None = None, limit: int = 100,
                 offset: int = 0) -> list[dict[str, Any]]:
-    with _db(request).transaction() as conn:
+    with _db(request).transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         return review.list_annotations(conn, project, auth.user, status, limit, offset)
 
 
 @router.get("/projects/{name}/annotations/{annotation_id}")
 def annotation(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> dict[str, Any]:
-    with _db(request).transaction() as conn:
+    with _db(request).transaction(readonly=True) as conn:
         return review.get_annotation(conn, store.project_for(conn, name, auth.user), auth.user, annotation_id)
 
 
@@ -218,7 +218,7 @@ def review_annotation(name: str, annotation_id: int, body: ReviewBody, request: 
 
 @router.get("/projects/{name}/stats")
 def project_stats(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
-    with _db(request).transaction() as conn:
+    with _db(request).transaction(readonly=True) as conn:
         return stats.project_stats(conn, store.project_for(conn, name, auth.user, review=True))
 
 
@@ -227,7 +227,7 @@ def export_response(request: Request, auth: Auth, name: str, to: str, include_pe
     handle, path = tempfile.mkstemp(suffix=".jsonl", prefix="annotune-export-")
     os.close(handle)
     try:
-        with _db(request).transaction() as conn:
+        with _db(request).transaction(readonly=True) as conn:
             project = store.project_for(conn, name, auth.user, review=True)
             count = exporting.export_project(conn, project, to, path, include_pending, min_score)
     except BaseException:
@@ -246,5 +246,5 @@ def export(name: str, request: Request, auth: CurrentAuth, to: str = "openai", i
 @router.get("/users")
 def users(request: Request, auth: CurrentAuth) -> JSONResponse:
     store.require_admin(auth.user)
-    with _db(request).transaction() as conn:
+    with _db(request).transaction(readonly=True) as conn:
         return JSONResponse([{"name": u.name, "role": u.role} for u in store.list_users(conn)])

@@ -8,6 +8,8 @@ carry the session's CSRF token, and an API token (``Authorization: Bearer ...``,
 from __future__ import annotations
 
 import hmac
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -99,7 +101,7 @@ class Auth:
 
 
 def _lookup(db: Database, bearer: str | None, session: str | None) -> Auth | None:
-    with db.transaction() as conn:
+    with db.transaction(readonly=True) as conn:
         if bearer:
             user = store.user_for_token(conn, bearer)
             return Auth(user, None) if user else None
@@ -155,6 +157,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         if _wants_html(request):
             return render_error(request, str(exc), 422)
         return JSONResponse({"error": str(exc)}, status_code=422)
+
+
+SETTINGS_ENV = "ANNOTUNE_WORKBENCH_SETTINGS"  # JSON of Settings, for worker processes
+
+
+def app_from_environment() -> FastAPI:
+    """The application as ``serve --workers N`` starts it in each worker: database and settings from the
+    environment the parent process set."""
+    return create_app(None, Settings(**json.loads(os.environ.get(SETTINGS_ENV, "{}"))))
 
 
 def create_app(db_url: str | None = None, settings: Settings | None = None, db: Database | None = None) -> FastAPI:

@@ -31,7 +31,7 @@ def backup(db: Database, out: str | Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as fh, db.transaction() as conn:
+        with os.fdopen(handle, "w", encoding="utf-8") as fh, db.transaction(readonly=True) as conn:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             applied = [row.name for row in conn.execute(sa.select(schema.migrations.c.name))]

@@ -48,15 +48,29 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
     import uvicorn
 
-    from annotune.annotate.app import Settings, create_app
+    from annotune.annotate.app import SETTINGS_ENV, Settings, create_app
+    from annotune.annotate.db import DB_ENV
 
     settings = Settings(lease_seconds=args.lease_minutes * 60, max_upload=args.max_upload_mb * 1024 * 1024,
                         secure_cookies=args.secure_cookies)
-    app = create_app(args.db, settings)
-    print(f"workbench on http://{args.host}:{args.port} (database {app.state.db.display_url})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    db = _db(args)  # migrated here, once, before any worker starts
+    where = f"http://{args.host}:{args.port} (database {db.display_url}"
+    if args.workers == 1:
+        print(f"workbench on {where})", flush=True)
+        uvicorn.run(create_app(settings=settings, db=db), host=args.host, port=args.port, log_level="warning",
+                    access_log=False)
+        return 0
+    db.dispose()
+    os.environ[DB_ENV] = db.url
+    os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+    print(f"workbench on {where}, {args.workers} worker processes)", flush=True)
+    uvicorn.run("annotune.annotate.app:app_from_environment", factory=True, workers=args.workers, host=args.host,
+                port=args.port, log_level="warning", access_log=False)
     return 0
 
 
@@ -289,6 +303,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--lease-minutes", type=float, default=30, help="how long a task stays reserved")
     serve.add_argument("--max-upload-mb", type=_positive, default=20, help="largest request body")
     serve.add_argument("--secure-cookies", action="store_true", help="set when users reach it over HTTPS")
+    serve.add_argument("--workers", type=_positive, default=1,
+                       help="server processes (more serve more people at once; up to one per CPU core)")
     _add_db(serve)
     serve.set_defaults(func=run_serve)
     _add_people(commands)

@@ -21,6 +21,7 @@ from annotune.errors import AnnotuneError
 from annotune.paths import annotune_home
 
 DB_ENV = "ANNOTUNE_DB"
+READONLY = "annotune_readonly"  # execution option: this transaction only reads
 
 
 class DatabaseError(AnnotuneError):
@@ -45,9 +46,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        # Take the write lock at BEGIN: a transaction that reads then writes (leasing a task) can then
+        # Writers take the write lock at BEGIN: a transaction that reads then writes (leasing a task) can then
         # never be invalidated half-way, and concurrent writers queue on busy_timeout instead of failing.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only transactions read a snapshot (WAL) and never wait for writers.
+        readonly = connection.get_execution_options().get(READONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -115,9 +118,13 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def transaction(self, readonly: bool = False) -> Iterator[Connection]:
+        """One transaction; ``readonly=True`` for requests that only read (on SQLite they skip the write lock)."""
+        with self.engine.connect() as conn:
+            if readonly:
+                conn.execution_options(**{READONLY: True})
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -96,14 +96,14 @@ def logout(request: Request, auth: CurrentAuth) -> Response:
 
 @router.get("/")
 def home(request: Request, auth: CurrentAuth) -> Response:
-    with request.app.state.db.transaction() as conn:
+    with request.app.state.db.transaction(readonly=True) as conn:
         projects = [(p, stats.progress(conn, p)["records"]) for p in store.projects_for(conn, auth.user)]
     return _page(request, "projects.html", auth, projects=projects)
 
 
 @router.get("/p/{name}")
 def project_page(name: str, request: Request, auth: CurrentAuth) -> Response:
-    with request.app.state.db.transaction() as conn:
+    with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         progress = stats.progress(conn, project)
         agreement = stats.project_agreement(conn, project) if auth.user.can_review else None
@@ -187,7 +187,7 @@ def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> 
 
 @router.get("/p/{name}/mine")
 def my_annotations(name: str, request: Request, auth: CurrentAuth) -> Response:
-    with request.app.state.db.transaction() as conn:
+    with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         items = [a for a in review.list_annotations(conn, project, auth.user, limit=1000)
                  if a["annotator"] == auth.user.name]
@@ -196,7 +196,7 @@ def my_annotations(name: str, request: Request, auth: CurrentAuth) -> Response:
 
 @router.get("/p/{name}/annotations/{annotation_id}/edit")
 def edit_form(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> Response:
-    with request.app.state.db.transaction() as conn:
+    with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         item = review.get_annotation(conn, project, auth.user, annotation_id)
     return _page(request, "edit.html", auth, project=project, item=item, rows=WRITE_ROWS)
@@ -226,7 +226,7 @@ async def edit_submit(name: str, annotation_id: int, request: Request, auth: Cur
 
 @router.get("/p/{name}/review")
 def review_page(name: str, request: Request, auth: CurrentAuth) -> Response:
-    with request.app.state.db.transaction() as conn:
+    with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user, review=True)
         item = review.next_for_review(conn, project, auth.user)
     return _page(request, "review.html", auth, project=project, item=item, rows=WRITE_ROWS)

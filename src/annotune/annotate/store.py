@@ -230,15 +230,16 @@ def project_for(conn: Connection, name: str, user: User, *, review: bool = False
     A non-member gets the same answer as for a project that does not exist, so names do not leak.
     ``review=True`` also requires the reviewer or admin role.
     """
-    try:
-        project = find_project(conn, name)
-    except NotFound:
-        raise NotFound(f"no project {name!r} (or you are not a member of it)") from None
-    if not user.is_admin and not is_member(conn, project, user):
+    m = schema.members
+    row = conn.execute(
+        sa.select(schema.projects, m.c.user_id.label("member"))
+        .outerjoin(m, sa.and_(m.c.project_id == schema.projects.c.id, m.c.user_id == user.id))
+        .where(schema.projects.c.name == name)).first()
+    if row is None or (row.member is None and not user.is_admin):
         raise NotFound(f"no project {name!r} (or you are not a member of it)")
     if review and not user.can_review:
         raise Forbidden(f"reviewing, statistics and export of {name!r} need the reviewer or admin role")
-    return project
+    return _project(row)
 
 
 def projects_for(conn: Connection, user: User) -> list[Project]:

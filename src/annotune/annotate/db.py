@@ -8,6 +8,7 @@ own transaction, so a failed one leaves the database at the previous step.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,6 +109,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
+        # SQLite allows one writer at a time. Writers of this process queue on this lock, in order, instead
+        # of in SQLite's busy handler, which polls with sleeps of up to 100 ms and lets late comers overtake.
+        self._sqlite_writer = threading.Lock() if self.is_sqlite else None
 
     @property
     def display_url(self) -> str:
@@ -120,11 +124,18 @@ class Database:
     @contextmanager
     def transaction(self, readonly: bool = False) -> Iterator[Connection]:
         """One transaction; ``readonly=True`` for requests that only read (on SQLite they skip the write lock)."""
-        with self.engine.connect() as conn:
-            if readonly:
-                conn.execution_options(**{READONLY: True})
-            with conn.begin():
-                yield conn
+        writer_lock = self._sqlite_writer if not readonly else None
+        if writer_lock is not None:
+            writer_lock.acquire()
+        try:
+            with self.engine.connect() as conn:
+                if readonly:
+                    conn.execution_options(**{READONLY: True})
+                with conn.begin():
+                    yield conn
+        finally:
+            if writer_lock is not None:
+                writer_lock.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

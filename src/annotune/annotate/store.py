@@ -113,10 +113,13 @@ def create_token(conn: Connection, user: User, label: str = "") -> str:
     return token
 
 
+_USER_FOR_TOKEN = (sa.select(schema.users.c.id, schema.users.c.name, schema.users.c.role)
+                   .join(schema.api_tokens, schema.api_tokens.c.user_id == schema.users.c.id)
+                   .where(schema.api_tokens.c.token_hash == sa.bindparam("token")))
+
+
 def user_for_token(conn: Connection, token: str) -> User | None:
-    row = conn.execute(
-        sa.select(schema.users).join(schema.api_tokens, schema.api_tokens.c.user_id == schema.users.c.id)
-        .where(schema.api_tokens.c.token_hash == _hash_token(token))).first()
+    row = conn.execute(_USER_FOR_TOKEN, {"token": _hash_token(token)}).first()
     return User(row.id, row.name, row.role) if row else None
 
 
@@ -159,13 +162,15 @@ def login(db: Database, name: str, password: str) -> tuple[User, str, str]:
     return User(row.id, row.name, row.role), token, csrf
 
 
+_SESSION_USER = (sa.select(schema.users.c.id, schema.users.c.name, schema.users.c.role, schema.sessions.c.csrf_token)
+                 .join(schema.sessions, schema.sessions.c.user_id == schema.users.c.id)
+                 .where(schema.sessions.c.token_hash == sa.bindparam("token"),
+                        schema.sessions.c.expires_at > sa.bindparam("now")))
+
+
 def session_user(conn: Connection, token: str) -> tuple[User, str] | None:
     """The user and CSRF token of a live session, or None."""
-    row = conn.execute(
-        sa.select(schema.users, schema.sessions.c.csrf_token)
-        .join(schema.sessions, schema.sessions.c.user_id == schema.users.c.id)
-        .where(schema.sessions.c.token_hash == _hash_token(token), schema.sessions.c.expires_at > time.time())
-    ).first()
+    row = conn.execute(_SESSION_USER, {"token": _hash_token(token), "now": time.time()}).first()
     return (User(row.id, row.name, row.role), row.csrf_token) if row else None
 
 
@@ -224,17 +229,19 @@ def is_member(conn: Connection, project: Project, user: User) -> bool:
                         ).first() is not None
 
 
+_PROJECT_FOR = (sa.select(schema.projects, schema.members.c.user_id.label("member"))
+                .outerjoin(schema.members, sa.and_(schema.members.c.project_id == schema.projects.c.id,
+                                                   schema.members.c.user_id == sa.bindparam("user")))
+                .where(schema.projects.c.name == sa.bindparam("name")))
+
+
 def project_for(conn: Connection, name: str, user: User, *, review: bool = False) -> Project:
     """The project ``name`` as ``user`` may see it: admins see all, others only their projects.
 
     A non-member gets the same answer as for a project that does not exist, so names do not leak.
     ``review=True`` also requires the reviewer or admin role.
     """
-    m = schema.members
-    row = conn.execute(
-        sa.select(schema.projects, m.c.user_id.label("member"))
-        .outerjoin(m, sa.and_(m.c.project_id == schema.projects.c.id, m.c.user_id == user.id))
-        .where(schema.projects.c.name == name)).first()
+    row = conn.execute(_PROJECT_FOR, {"name": name, "user": user.id}).first()
     if row is None or (row.member is None and not user.is_admin):
         raise NotFound(f"no project {name!r} (or you are not a member of it)")
     if review and not user.can_review:

@@ -54,7 +54,7 @@ import psutil
 
 # The test suite's helpers: the workbench server in a child process, PostgreSQL's binaries, a free port.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
-from workbench_fixtures import Server, _admin_sql, _as_postgres, _pg_bin, free_port  # noqa: E402
+from workbench_fixtures import Server, _admin_sql, _as_postgres, _pg_bin, free_port
 
 PROJECT = "bench"
 PASSWORD = "bench-password"

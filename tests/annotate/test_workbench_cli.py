@@ -129,3 +129,29 @@ def test_backup_restores_into_postgresql(sqlite_url, postgres_server, tmp_path):
     assert restored == original and restored["progress"]["annotations"]["pending"] == 1
     # New rows get fresh ids after a restore (sequences moved past the restored ids).
     cli("user", "add", "new", "--role", "annotator", "--password-stdin", db=target, stdin="password-2\n")
+
+
+def test_serve_with_several_worker_processes(sqlite_url, start_server, tmp_path):
+    import httpx
+
+    db = dbm.open_database(sqlite_url)
+    with db.transaction() as conn:
+        user = store.add_user(conn, "ann", "annotator", "password-1")
+        project = store.create_project(conn, "labels", "label", labels=["a", "b"])
+        store.add_member(conn, project, user)
+        token = store.create_token(conn, user)
+    db.dispose()
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": f"text {i}"}) + "\n" for i in range(6)))
+    cli("import", "labels", str(texts), db=sqlite_url)
+    server = start_server(sqlite_url, "--workers", "2")
+    assert "2 worker processes" in server.log_path.read_text()
+    headers = {"authorization": f"Bearer {token}"}
+    done = 0
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        while (task := http.get("/api/projects/labels/next").json()["task"]) is not None:
+            response = http.post(f"/api/projects/labels/tasks/{task['assignment_id']}/submit",
+                                 json={"value": {"label": "a"}})
+            assert response.status_code == 200
+            done += 1
+    assert done == 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -183,3 +184,19 @@ def test_responses_carry_security_headers(app_db):
     response = client(app).get("/login")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_logout_ends_the_session_at_once_and_removed_sessions_within_the_cache_time(app_db):
+    app, _ = app_db
+    ann = session(app, "ann1")
+    assert ann.get("/api/me").json()["name"] == "ann1"
+    assert ann.post("/api/logout", headers={"x-csrf-token": ann.csrf}).status_code == 200
+    assert ann.get("/api/me").status_code == 401
+    # A password change from the CLI (another process) deletes the sessions; the cache forgets them soon.
+    app.state.auth_cache.ttl = 0.2
+    other = session(app, "ann2")
+    assert other.get("/api/me").status_code == 200
+    with app.state.db.transaction() as conn:
+        store.set_password(conn, "ann2", "new-password-2")
+    time.sleep(0.3)
+    assert other.get("/api/me").status_code == 401

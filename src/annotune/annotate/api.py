@@ -90,6 +90,7 @@ def logout(request: Request, response: Response, auth: CurrentAuth) -> dict[str,
     if auth.session_token:
         with _db(request).transaction() as conn:
             store.logout(conn, auth.session_token)
+        request.app.state.auth_cache.drop(("session", auth.session_token))
     response.delete_cookie(SESSION_COOKIE, path="/")
     return {"ok": True}
 

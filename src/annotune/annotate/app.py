@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -111,15 +113,52 @@ def _lookup(db: Database, bearer: str | None, session: str | None) -> Auth | Non
     return None
 
 
+class AuthCache:
+    """Recent successful logins-by-token, so most requests skip the lookup (a transaction and a thread hop).
+
+    Entries live ``ttl`` seconds. Logging out here drops the session at once; a session or token removed by
+    another process (``user password`` logs a user out) stops working within ``ttl``.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._items: dict[tuple[str, str], tuple[float, Auth]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Auth | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None or found[0] < time.monotonic():
+                self._items.pop(key, None)
+                return None
+            return found[1]
+
+    def put(self, key: tuple[str, str], auth: Auth) -> None:
+        with self._lock:
+            if len(self._items) >= self.size:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + self.ttl, auth)
+
+    def drop(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
 async def authenticate(request: Request) -> Auth:
     """The caller, or 401; a session's unsafe request must also carry the CSRF token (else 403)."""
     header = request.headers.get("authorization", "")
     bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
     if header and bearer is None:
         raise Unauthorized("use 'Authorization: Bearer TOKEN' (create one with `annotune workbench token NAME`)")
-    auth = await run_in_threadpool(_lookup, request.app.state.db, bearer, request.cookies.get(SESSION_COOKIE))
+    session = request.cookies.get(SESSION_COOKIE)
+    key = ("bearer", bearer) if bearer else ("session", session or "")
+    cache: AuthCache = request.app.state.auth_cache
+    auth = cache.get(key)
     if auth is None:
-        raise Unauthorized("log in first, or send a valid API token")
+        auth = await run_in_threadpool(_lookup, request.app.state.db, bearer, session)
+        if auth is None:
+            raise Unauthorized("log in first, or send a valid API token")
+        cache.put(key, auth)
     if auth.csrf_token is not None and request.method not in SAFE_METHODS:
         sent = request.headers.get("x-csrf-token")
         if sent is None and request.headers.get("content-type", "").startswith(
@@ -176,6 +215,7 @@ def create_app(db_url: str | None = None, settings: Settings | None = None, db: 
                   redoc_url=None)
     app.state.db = db or open_database(db_url)
     app.state.settings = settings or Settings()
+    app.state.auth_cache = AuthCache()
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -86,6 +86,7 @@ def logout(request: Request, auth: CurrentAuth) -> Response:
     if auth.session_token:
         with request.app.state.db.transaction() as conn:
             store.logout(conn, auth.session_token)
+        request.app.state.auth_cache.drop(("session", auth.session_token))
     response = _see("/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -164,8 +164,7 @@ async def submit(name: str, assignment_id: int, request: Request, auth: CurrentA
     def run() -> Response:
         with request.app.state.db.transaction() as conn:
             project = store.project_for(conn, name, auth.user)
-            current = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
-            task = current if current and current.assignment_id == assignment_id else None
+            task = queue.leased_task(conn, project, auth.user, assignment_id)
             payload = task.payload if task else {}
             try:  # the value is checked before anything is written
                 queue.submit(conn, project, auth.user, assignment_id, form_value(project.task_type, form, payload))

@@ -59,11 +59,11 @@ _OTHERS_HOLDING = (sa.select(sa.func.count()).select_from(a)
                           a.c.user_id != P_USER)
                    .scalar_subquery())
 _RECORD = sa.select(r.c.id, r.c.payload, r.c.source).where(r.c.id == P_RECORD)
-_CURRENT_LEASE = (sa.select(a.c.id, a.c.expires_at, a.c.swap, r.c.id.label("record_id"), r.c.payload, r.c.source)
-                  .join(r, r.c.id == a.c.record_id)
-                  .where(a.c.project_id == P_PROJECT, a.c.user_id == P_USER, a.c.status == "leased",
-                         a.c.expires_at > P_NOW, r.c.status == "open")
+_TASK = (sa.select(a.c.id, a.c.expires_at, a.c.swap, r.c.id.label("record_id"), r.c.payload, r.c.source)
+         .join(r, r.c.id == a.c.record_id).where(a.c.project_id == P_PROJECT, a.c.user_id == P_USER))
+_CURRENT_LEASE = (_TASK.where(a.c.status == "leased", a.c.expires_at > P_NOW, r.c.status == "open")
                   .order_by(a.c.id).limit(1))
+_ASSIGNED = _TASK.where(a.c.id == sa.bindparam("assignment"), a.c.status == "leased")
 _ROOM = sa.select(r.c.status, r.c.submitted, _OTHERS_HOLDING.label("held")).where(r.c.id == P_RECORD)
 _MINE = sa.exists().where(a.c.record_id == r.c.id, a.c.user_id == P_USER,
                           sa.or_(a.c.status != "leased", a.c.expires_at > P_NOW))
@@ -110,13 +110,22 @@ def _pick_record(conn: Connection, project: Project, user: User, now: float) -> 
         params["passed"] = [*params["passed"], record_id]
 
 
+def _row_task(project: Project, row: Any) -> Task:
+    return Task(row.id, row.record_id, project.task_type, row.payload, row.source, row.expires_at, bool(row.swap))
+
+
+def leased_task(conn: Connection, project: Project, user: User, assignment_id: int) -> Task | None:
+    """The user's task ``assignment_id`` while it is leased to them (expired or not), else None."""
+    row = conn.execute(_ASSIGNED, {"project": project.id, "user": user.id, "assignment": assignment_id}).first()
+    return _row_task(project, row) if row is not None else None
+
+
 def next_task(conn: Connection, project: Project, user: User, lease_seconds: float = LEASE_SECONDS) -> Task | None:
     """The user's current task, else a newly leased one, else None when nothing is left for them."""
     now = time.time()
     current = conn.execute(_CURRENT_LEASE, {"project": project.id, "user": user.id, "now": now}).first()
     if current is not None:
-        return Task(current.id, current.record_id, project.task_type, current.payload, current.source,
-                    current.expires_at, bool(current.swap))
+        return _row_task(project, current)
     record_id = _pick_record(conn, project, user, now)
     if record_id is None:
         return None

@@ -200,3 +200,16 @@ def test_logout_ends_the_session_at_once_and_removed_sessions_within_the_cache_t
         store.set_password(conn, "ann2", "new-password-2")
     time.sleep(0.3)
     assert other.get("/api/me").status_code == 401
+
+
+def test_admins_import_through_the_project_page(app_db):
+    app, _ = app_db
+    admin = session(app, "admin")
+    upload = {"file": ("more.jsonl", b'{"id": "b1", "prompt": "New?", "answer": "Yes."}\n', "application/x-ndjson")}
+    response = admin.post("/p/mine/import", files=upload, data={"csrf_token": admin.csrf, "kind": "auto"},
+                          follow_redirects=False)
+    assert response.status_code == 303
+    assert "imported%201%20record" in response.headers["location"]
+    assert admin.get("/api/projects/mine/stats").json()["progress"]["records"]["total"] == 5
+    forged = admin.post("/p/mine/import", files=upload, data={"kind": "auto"}, follow_redirects=False)
+    assert forged.status_code == 403

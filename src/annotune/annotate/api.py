@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from annotune.annotate import exporting, importing, queue, review, stats, store
 from annotune.annotate.app import SESSION_COOKIE, Auth, CurrentAuth
@@ -139,6 +141,16 @@ def add_member(name: str, body: MemberBody, request: Request, auth: CurrentAuth)
         return {"added": added, "members": store.member_names(conn, project)}
 
 
+def import_upload(db: Database, name: str, data: bytes, suffix: str, kind: str,
+                  fmt: str | None) -> importing.ImportResult:
+    """Import an uploaded file's bytes into project ``name`` (written to a temporary file for the readers)."""
+    with tempfile.TemporaryDirectory(prefix="annotune-import-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        with db.transaction() as conn:
+            return importing.import_file(conn, store.find_project(conn, name), path, kind, fmt)
+
+
 @router.post("/projects/{name}/import")
 async def import_records(name: str, request: Request, auth: CurrentAuth, kind: str = "auto",
                          format: str | None = None) -> dict[str, Any]:
@@ -146,20 +158,7 @@ async def import_records(name: str, request: Request, auth: CurrentAuth, kind: s
     store.require_admin(auth.user)
     body = await request.body()  # bounded by the upload limit
     suffix = ".csv" if format == "csv" else ".jsonl"
-    handle, path = tempfile.mkstemp(suffix=suffix, prefix="annotune-import-")
-    try:
-        with os.fdopen(handle, "wb") as fh:
-            fh.write(body)
-
-        def run() -> importing.ImportResult:
-            with _db(request).transaction() as conn:
-                return importing.import_file(conn, store.find_project(conn, name), path, kind, format)
-
-        from starlette.concurrency import run_in_threadpool
-
-        result = await run_in_threadpool(run)
-    finally:
-        os.unlink(path)
+    result = await run_in_threadpool(import_upload, _db(request), name, body, suffix, kind, format)
     return {"added": result.added, "already_there": result.already_there, "drafts": result.drafts}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from annotune.annotate import exporting, importing, markdown, queue, review, stats, store
-from annotune.annotate.api import export_response, set_session_cookie
+from annotune.annotate.api import export_response, import_upload, set_session_cookie
 from annotune.annotate.app import SESSION_COOKIE, Auth, CurrentAuth
 from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
 from annotune.annotate.queue import Task
@@ -185,6 +186,20 @@ def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> 
 # ------------------------------------------------------------------------------------ own annotations
 
 
+def _version(form: FormData) -> int | None:
+    """The annotation version the edit form was opened at (None when missing, which the check reports)."""
+    text = str(form.get("version", ""))
+    return int(text) if text.isdigit() else None
+
+
+async def _change_or_409(request: Request, run: Callable[[], Response]) -> Response:
+    """Run a change to an annotation; a stale version gets a page that says who changed it."""
+    try:
+        return await run_in_threadpool(run)
+    except Conflict as exc:
+        return render_error(request, str(exc), 409)
+
+
 @router.get("/p/{name}/mine")
 def my_annotations(name: str, request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction(readonly=True) as conn:
@@ -205,20 +220,16 @@ def edit_form(name: str, annotation_id: int, request: Request, auth: CurrentAuth
 @router.post("/p/{name}/annotations/{annotation_id}/edit")
 async def edit_submit(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> Response:
     form = await request.form()
-    version = int(form["version"]) if str(form.get("version", "")).isdigit() else None
 
     def run() -> Response:
         with request.app.state.db.transaction() as conn:
             project = store.project_for(conn, name, auth.user)
             item = review.get_annotation(conn, project, auth.user, annotation_id)
             review.edit(conn, project, auth.user, annotation_id, form_value(project.task_type, form, item["payload"]),
-                        version)
+                        _version(form))
         return _see(f"/p/{quote(name)}/mine?message={quote(f'annotation {annotation_id} saved')}")
 
-    try:
-        return await run_in_threadpool(run)
-    except Conflict as exc:
-        return render_error(request, str(exc), 409)
+    return await _change_or_409(request, run)
 
 
 # --------------------------------------------------------------------------------------------- review
@@ -237,7 +248,6 @@ async def review_submit(name: str, annotation_id: int, request: Request,
                         auth: CurrentAuth) -> Response:
     form = await request.form()
     decision = str(form.get("decision", ""))
-    version = int(form["version"]) if str(form.get("version", "")).isdigit() else None
 
     def run() -> Response:
         with request.app.state.db.transaction() as conn:
@@ -246,40 +256,26 @@ async def review_submit(name: str, annotation_id: int, request: Request,
             value = form_value(project.task_type, form, item["payload"]) if decision == "edit" else None
             if value is not None and project.task_type == "correct" and value["verdict"] == "ok":
                 value["verdict"] = "edited"
-            review.review(conn, project, auth.user, annotation_id, decision, version, value,
+            review.review(conn, project, auth.user, annotation_id, decision, _version(form), value,
                           str(form.get("comment", "")))
         return _see(f"/p/{quote(name)}/review")
 
-    try:
-        return await run_in_threadpool(run)
-    except Conflict as exc:
-        return render_error(request, str(exc), 409)
+    return await _change_or_409(request, run)
 
 
 # ------------------------------------------------------------------------------------- import, export
 
 
 @router.post("/p/{name}/import")
-async def import_upload(name: str, request: Request, auth: CurrentAuth) -> Response:
+async def import_file_upload(name: str, request: Request, auth: CurrentAuth) -> Response:
     store.require_admin(auth.user)
     form = await request.form()
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise Invalid("file", "choose a file to import")
     suffix = Path(upload.filename or "upload.jsonl").suffix or ".jsonl"
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="annotune-upload-") as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(await upload.read())
-
-        def run() -> importing.ImportResult:
-            with request.app.state.db.transaction() as conn:
-                project = store.find_project(conn, name)
-                fmt = str(form.get("format") or "") or None
-                return importing.import_file(conn, project, path, str(form.get("kind") or "auto"), fmt)
-
-        result = await run_in_threadpool(run)
+    result = await run_in_threadpool(import_upload, request.app.state.db, name, await upload.read(), suffix,
+                                     str(form.get("kind") or "auto"), str(form.get("format") or "") or None)
     message = f"imported {result.added} record(s) ({result.already_there} already there, {result.drafts} waiting " \
               "for drafts)"
     return _see(f"/p/{quote(name)}?message={quote(message)}")

@@ -107,7 +107,7 @@ def _prompt_messages(value: dict[str, Any], where: str, problems: list[str]) -> 
             for m in messages):
         return [{"role": m["role"], "content": m["content"]} for m in messages]
     problems.append(f"{where}:prompt: give the question as 'prompt' (text) or 'messages' (a list of "
-                    "{{role, content}})")
+                    "{role, content})")
     return None
 
 
@@ -129,7 +129,7 @@ def _answers(value: Any, where: str, problems: list[str]) -> Incoming | None:
     answers = [_answer(item, model) for item in raw] if isinstance(raw, list) else [None]
     if any(a is None for a in answers) or len(answers) > 2:
         problems.append(f"{where}:answers: give 'answer' (text) or 'answers' (up to two texts or "
-                        "{{content, model}} objects)")
+                        "{content, model} objects)")
         return None
     if messages is None:
         return None

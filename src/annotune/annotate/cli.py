@@ -119,7 +119,7 @@ def run_project(args: argparse.Namespace) -> int:
                 added = store.add_member(conn, project, store.find_user(conn, name))
                 print(f"{name}: {'added to' if added else 'already in'} {project.name}")
         else:
-            for project in store.projects_for(conn, store.User(0, "", "admin")):
+            for project in store.projects_for(conn, None):
                 print(f"{project.name}\t{project.task_type}\toverlap {project.overlap}")
     return 0
 

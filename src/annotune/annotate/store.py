@@ -249,9 +249,10 @@ def project_for(conn: Connection, name: str, user: User, *, review: bool = False
     return _project(row)
 
 
-def projects_for(conn: Connection, user: User) -> list[Project]:
+def projects_for(conn: Connection, user: User | None) -> list[Project]:
+    """The projects ``user`` may see; ``None`` (the CLI, which works on the database itself) lists all."""
     query = sa.select(schema.projects).order_by(schema.projects.c.name)
-    if not user.is_admin:
+    if user is not None and not user.is_admin:
         query = query.join(schema.members, schema.members.c.project_id == schema.projects.c.id).where(
             schema.members.c.user_id == user.id)
     return [_project(row) for row in conn.execute(query)]

@@ -28,7 +28,7 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'wb.db'}"
 
 
-def test_users_need_a_password_and_get_clear_errors(sqlite_url):
+def test_users_need_a_password_and_get_clear_errors(sqlite_url, tmp_path):
     no_tty = cli("user", "add", "ann", "--role", "annotator", db=sqlite_url, stdin="", ok=False)
     assert no_tty.returncode != 0 and "pipe it in with --password-stdin" in no_tty.stderr
     short = cli("user", "add", "ann", "--role", "annotator", "--password-stdin", db=sqlite_url, stdin="short\n",
@@ -42,6 +42,11 @@ def test_users_need_a_password_and_get_clear_errors(sqlite_url):
     assert "already exists" in again.stderr
     unknown = cli("project", "add-member", "nope", "ann", db=sqlite_url, ok=False)
     assert unknown.stderr.strip() == "error: no project 'nope'"
+    missing = cli("project", "create", "faq", "--type", "write", "--guidelines", str(tmp_path / "guide.md"),
+                  db=sqlite_url, ok=False)
+    assert missing.stderr.strip() == (f"error: {tmp_path / 'guide.md'}: cannot read the guidelines (No such file or "
+                                      "directory); write them as a Markdown file first, or leave out --guidelines")
+    assert "faq" not in cli("project", "list", db=sqlite_url).stdout
     bad_db = run_cli("workbench", "stats", "x", "--db", "mysql://localhost/x")
     assert "unsupported database 'mysql'" in bad_db.stderr
 

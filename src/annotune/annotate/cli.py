@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from annotune.errors import AnnotuneError
+from annotune.errors import AnnotuneError, DataError
 
 
 def _db(args: argparse.Namespace):
@@ -104,12 +104,24 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_guidelines(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the guidelines as UTF-8") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the guidelines ({exc.strerror}); write them as a Markdown file "
+                        "first, or leave out --guidelines") from None
+
+
 def run_project(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
+    guidelines = _read_guidelines(getattr(args, "guidelines", None))
     with _db(args).transaction() as conn:
         if args.project_command == "create":
-            guidelines = Path(args.guidelines).read_text(encoding="utf-8") if args.guidelines else ""
             labels = [label for label in (args.labels or "").split(",") if label.strip()]
             project = store.create_project(conn, args.name, args.type, guidelines, labels, args.overlap)
             print(f"created project {project.name} ({project.task_type}, {project.overlap} annotation(s) per record)")

@@ -109,6 +109,21 @@ def test_expired_lease_frees_the_place_and_late_submit_is_refused_once_taken(wb)
     assert submit(db, project, users["ann3"], late)["version"] == 1
 
 
+def test_an_expired_lease_of_ones_own_is_renewed_in_place(wb):
+    db, project, users = wb
+    stale = lease(db, project, users["ann1"], seconds=0.2)
+    time.sleep(0.3)
+    renewed = lease(db, project, users["ann1"])
+    assert (renewed.assignment_id, renewed.record_id, renewed.swap) == (stale.assignment_id, stale.record_id,
+                                                                       stale.swap)
+    assert renewed.expires_at > stale.expires_at + 500
+    with db.transaction() as conn:
+        rows = conn.execute(sa.select(schema.assignments.c.status).where(
+            schema.assignments.c.user_id == users["ann1"].id)).all()
+    assert [row.status for row in rows] == ["leased"]
+    assert submit(db, project, users["ann1"], renewed)["record_id"] == stale.record_id
+
+
 def test_skip_gives_the_place_away_and_never_returns_the_record(wb):
     db, project, users = wb
     task = lease(db, project, users["ann1"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from annotune.annotate import schema, tasks
@@ -58,7 +59,6 @@ _OTHERS_HOLDING = (sa.select(sa.func.count()).select_from(a)
                    .where(a.c.record_id == r.c.id, a.c.status == "leased", a.c.expires_at > P_NOW,
                           a.c.user_id != P_USER)
                    .scalar_subquery())
-_RECORD = sa.select(r.c.id, r.c.payload, r.c.source).where(r.c.id == P_RECORD)
 _TASK = (sa.select(a.c.id, a.c.expires_at, a.c.swap, r.c.id.label("record_id"), r.c.payload, r.c.source)
          .join(r, r.c.id == a.c.record_id).where(a.c.project_id == P_PROJECT, a.c.user_id == P_USER))
 _CURRENT_LEASE = (_TASK.where(a.c.status == "leased", a.c.expires_at > P_NOW, r.c.status == "open")
@@ -67,18 +67,26 @@ _ASSIGNED = _TASK.where(a.c.id == sa.bindparam("assignment"), a.c.status == "lea
 _ROOM = sa.select(r.c.status, r.c.submitted, _OTHERS_HOLDING.label("held")).where(r.c.id == P_RECORD)
 _MINE = sa.exists().where(a.c.record_id == r.c.id, a.c.user_id == P_USER,
                           sa.or_(a.c.status != "leased", a.c.expires_at > P_NOW))
-_CANDIDATE = (sa.select(r.c.id)
+_CANDIDATE = (sa.select(r.c.id, r.c.payload, r.c.source)
               .where(r.c.project_id == P_PROJECT, r.c.status == "open", ~_MINE,
                      r.c.submitted + _OTHERS_HOLDING < sa.bindparam("overlap"),
                      r.c.id.not_in(sa.bindparam("passed", expanding=True)))
               .order_by(r.c.id).limit(1))
 _CANDIDATE_SKIP_LOCKED = _CANDIDATE.with_for_update(skip_locked=True, of=r)
 _CANDIDATE_WAIT = _CANDIDATE.with_for_update(of=r)
-_RENEW = (a.update().where(a.c.record_id == P_RECORD, a.c.user_id == P_USER)
-          .values(status="leased", expires_at=sa.bindparam("expires")).returning(a.c.id, a.c.swap))
-_LEASE = a.insert().returning(a.c.id)
-_OWN = sa.select(a).where(a.c.id == sa.bindparam("assignment"), a.c.project_id == P_PROJECT, a.c.user_id == P_USER)
-_LOCKED_RECORD = sa.select(r).where(r.c.id == P_RECORD)
+
+
+def _lease_statement(dialect: Any) -> Any:
+    """Insert the user's lease on a record, or renew their own expired one: one statement either way."""
+    insert = dialect.insert(a)
+    return (insert.on_conflict_do_update(index_elements=[a.c.record_id, a.c.user_id],
+                                         set_={"status": "leased", "expires_at": insert.excluded.expires_at})
+            .returning(a.c.id, a.c.swap))
+
+
+_LEASE = {"postgresql": _lease_statement(postgresql), "sqlite": _lease_statement(sqlite)}
+_OWN = sa.select(a.c.id, a.c.record_id, a.c.status, a.c.expires_at).where(a.c.id == sa.bindparam("assignment"), a.c.project_id == P_PROJECT, a.c.user_id == P_USER)
+_LOCKED_RECORD = sa.select(r.c.id, r.c.status, r.c.submitted).where(r.c.id == P_RECORD)
 _ADD_ANNOTATION = ann.insert().returning(ann.c.id)
 _MARK_SUBMITTED = a.update().where(a.c.id == sa.bindparam("assignment")).values(status="submitted")
 _COUNT_SUBMIT = r.update().where(r.c.id == P_RECORD).values(submitted=sa.bindparam("submitted"),
@@ -92,22 +100,22 @@ def _has_room(conn: Connection, project: Project, user: User, record_id: int, no
     return row.status == "open" and row.submitted + row.held < project.overlap
 
 
-def _pick_record(conn: Connection, project: Project, user: User, now: float) -> int | None:
+def _pick_record(conn: Connection, project: Project, user: User, now: float) -> Any:
     params: dict[str, Any] = {"project": project.id, "user": user.id, "now": now, "overlap": project.overlap,
                               "passed": [-1]}
     while True:
-        record_id = None
+        record = None
         wait = _CANDIDATE
         if conn.dialect.name == "postgresql":
             # Concurrent requests lease different records instead of queueing on one (SQLite serialises writers).
-            record_id = conn.execute(_CANDIDATE_SKIP_LOCKED, params).scalar()
+            record = conn.execute(_CANDIDATE_SKIP_LOCKED, params).first()
             # Only rows locked by others were left: wait for them, so "nothing left" is a true answer.
             wait = _CANDIDATE_WAIT
-        if record_id is None:
-            record_id = conn.execute(wait, params).scalar()
-        if record_id is None or _has_room(conn, project, user, record_id, now):
-            return record_id
-        params["passed"] = [*params["passed"], record_id]
+        if record is None:
+            record = conn.execute(wait, params).first()
+        if record is None or _has_room(conn, project, user, record.id, now):
+            return record
+        params["passed"] = [*params["passed"], record.id]
 
 
 def _row_task(project: Project, row: Any) -> Task:
@@ -126,19 +134,15 @@ def next_task(conn: Connection, project: Project, user: User, lease_seconds: flo
     current = conn.execute(_CURRENT_LEASE, {"project": project.id, "user": user.id, "now": now}).first()
     if current is not None:
         return _row_task(project, current)
-    record_id = _pick_record(conn, project, user, now)
-    if record_id is None:
+    record = _pick_record(conn, project, user, now)
+    if record is None:
         return None
     expires = now + lease_seconds
-    renewed = conn.execute(_RENEW, {"record": record_id, "user": user.id, "expires": expires}).first()
-    if renewed is not None:  # this user's own expired lease on the record
-        assignment_id, swap = renewed.id, bool(renewed.swap)
-    else:
-        swap = random.random() < 0.5
-        assignment_id = conn.execute(_LEASE, {"record_id": record_id, "project_id": project.id, "user_id": user.id,
-                                              "status": "leased", "expires_at": expires, "swap": swap}).scalar_one()
-    record = conn.execute(_RECORD, {"record": record_id}).one()
-    return Task(assignment_id, record_id, project.task_type, record.payload, record.source, expires, swap)
+    # A user's own expired lease on the record keeps its row (and its answer order) and is renewed.
+    lease = conn.execute(_LEASE[conn.dialect.name], {
+        "record_id": record.id, "project_id": project.id, "user_id": user.id, "status": "leased",
+        "expires_at": expires, "swap": random.random() < 0.5}).one()
+    return Task(lease.id, record.id, project.task_type, record.payload, record.source, expires, bool(lease.swap))
 
 
 def _own_assignment(conn: Connection, project: Project, user: User, assignment_id: int) -> Any:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from annotune import __version__
 from annotune.errors import AnnotuneError
@@ -132,6 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A path the user gave that cannot be created, opened or written (a file where a folder is needed,
+        # a read-only place, a full disk): say which and why, not a traceback.
+        if args.verbose or not exc.filename:
+            raise
+        path = Path(os.fsdecode(exc.filename))
+        if path.name.startswith(".") and path.name.endswith(".tmp"):  # an output's temporary name
+            where = f"cannot write into {path.parent}"
+        else:
+            where = f"{path}" + (f" -> {os.fsdecode(exc.filename2)}" if exc.filename2 else "")
+        blocking = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR) and blocking is not None:
+            print(f"error: {path}: {blocking} is a file where a folder is needed; choose another path",
+                  file=sys.stderr)
+            return 1
+        print(f"error: {where}: {exc.strerror or exc}; check the path (its folders must exist as folders, and be "
+              "writable for outputs)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -160,3 +160,59 @@ def test_serve_with_several_worker_processes(sqlite_url, start_server, tmp_path)
             assert response.status_code == 200
             done += 1
     assert done == 6
+
+
+def test_database_and_file_mistakes_are_clear_errors_that_create_nothing(tmp_path, monkeypatch):
+    def error(*args: str, db: str, stdin: str | None = None) -> str:
+        result = cli(*args, db=db, stdin=stdin, ok=False)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        return result.stderr.strip()
+
+    missing = tmp_path / "typo" / "wb.db"
+    assert error("user", "list", db=f"sqlite:///{missing}") == (
+        f"error: no workbench database at {missing}; check --db or $ANNOTUNE_DB, or create one with "
+        "`annotune workbench user add` or `annotune workbench serve`")
+    assert not missing.parent.exists()
+    assert "is an in-memory database" in error("stats", "p", db="sqlite://")
+    not_db = tmp_path / "notes.txt"
+    not_db.write_text("just text, not a database\n" * 100)
+    assert "file is not a database; check the path" in error("stats", "p", db=f"sqlite:///{not_db}")
+    blocked = tmp_path / "afile"
+    blocked.write_text("x")
+    assert error("user", "add", "ann", "--role", "annotator", "--password-stdin", db=f"sqlite:///{blocked}/wb.db",
+                 stdin="long-enough\n") == f"error: {blocked}: {blocked} is a file where a folder is needed; " \
+                                           "choose another path"
+
+    # restore checks the file before it creates the database, so a bad file leaves nothing behind
+    target = tmp_path / "restored.db"
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"annotune_backup": 1\n')
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    for path, expected in ((tmp_path / "none.jsonl", "cannot read it (No such file or directory)"),
+                           (tmp_path, "is a folder; give the backup file inside it"),
+                           (bad_json, "1: not valid JSON"), (binary, "1: not UTF-8 text (byte 0)")):
+        assert expected in error("restore", str(path), db=f"sqlite:///{target}")
+        assert not target.exists()
+
+    url = f"sqlite:///{tmp_path / 'wb.db'}"
+    cli("user", "add", "ann", "--role", "annotator", "--password-stdin", db=url, stdin="long-enough\n")
+    assert error("backup", str(tmp_path), db=url) == (f"error: {tmp_path} is a folder; give the backup file's "
+                                                      f"path, e.g. {tmp_path / 'workbench-backup.jsonl'}")
+    assert error("backup", str(blocked / "b.jsonl"), db=url).endswith("is a file where a folder is needed; "
+                                                                      "choose another path")
+    assert "only label projects have labels" in error("project", "create", "w", "--type", "write", "--labels", "a,b",
+                                                      db=url)
+    cli("project", "create", "w", "--type", "write", db=url)
+    assert "min_score: only applies to rate projects" in error("export", "w", "--to", "openai", "--out",
+                                                                  str(tmp_path / "o.jsonl"), "--min-score", "3",
+                                                                  db=url)
+    monkeypatch.delenv("ANNOTUNE_TOKEN", raising=False)
+    assert "--url needs an API token in $ANNOTUNE_TOKEN" in run_cli("workbench", "stats", "w", "--url",
+                                                                    "http://127.0.0.1:9").stderr
+    monkeypatch.setenv("ANNOTUNE_TOKEN", "at_x")
+    assert "give either --url" in error("stats", "w", "--url", "http://127.0.0.1:9", db=url)
+    for option, value, expected in (("--port", "99999", "must be a TCP port from 1 to 65535"),
+                                    ("--lease-minutes", "0", "must be more than 0 minutes")):
+        result = cli("serve", option, value, db=url, ok=False)
+        assert result.returncode == 2 and expected in result.stderr

@@ -154,6 +154,20 @@ def test_user_errors(tmp_path):
         IngestConfig(chunk_overlap=500)
 
 
+def test_nothing_readable_says_so_and_exits_non_zero(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("ingest", str(empty), "--out", str(tmp_path / "a"), "--no-progress")
+    assert result.returncode == 0 and result.stdout.startswith("no files of a supported type found; 0 new document(s)")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "b.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(200))
+    result = run_cli("ingest", str(broken), "--out", str(tmp_path / "b"), "--no-progress")
+    assert result.returncode == 1 and "failed: " in result.stdout and "binary content" in result.stdout
+    assert result.stderr.strip() == "error: none of the files could be read (the reasons are above and in report.json)"
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["files"]["failed"] == 1
+
+
 def test_config_file_and_no_redact_flag(tmp_path):
     root = tmp_path / "in"
     root.mkdir()

@@ -113,6 +113,13 @@ def test_utf16_with_bom_is_decoded(tmp_path):
     assert doc.text == "Windows Notepad text"
 
 
+def test_a_utf16_byte_order_mark_on_other_bytes_is_a_read_error(tmp_path):
+    path = tmp_path / "w.txt"
+    path.write_bytes(b"\xff\xfe" + b"odd number of bytes")
+    with pytest.raises(ReadError, match="starts with a UTF-16 byte-order mark but is not UTF-16 text .*re-save it as UTF-8"):
+        read(path)
+
+
 def test_binary_file_with_text_extension_is_refused(tmp_path):
     path = tmp_path / "b.txt"
     path.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(200))

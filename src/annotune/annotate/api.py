@@ -223,7 +223,7 @@ def project_stats(name: str, request: Request, auth: CurrentAuth) -> dict[str, A
 
 
 def export_response(request: Request, auth: Auth, name: str, to: str, include_pending: bool,
-                    min_score: float) -> Response:
+                    min_score: float | None) -> Response:
     handle, path = tempfile.mkstemp(suffix=".jsonl", prefix="annotune-export-")
     os.close(handle)
     try:
@@ -239,7 +239,7 @@ def export_response(request: Request, auth: Auth, name: str, to: str, include_pe
 
 @router.get("/projects/{name}/export")
 def export(name: str, request: Request, auth: CurrentAuth, to: str = "openai", include_pending: bool = False,
-           min_score: float = 4.0) -> Response:
+           min_score: float | None = None) -> Response:
     return export_response(request, auth, name, to, include_pending, min_score)
 
 

@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
@@ -27,6 +28,8 @@ FORMAT_VERSION = 1
 def backup(db: Database, out: str | Path) -> dict[str, int]:
     """Write the backup to ``out`` (atomically); returns rows per table."""
     out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; give the backup file's path, e.g. {out / 'workbench-backup.jsonl'}")
     out.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -51,28 +54,55 @@ def backup(db: Database, out: str | Path) -> dict[str, int]:
     return counts
 
 
-def restore(db: Database, path: str | Path) -> dict[str, int]:
-    """Load a backup into an empty workbench database, in one transaction."""
-    path = Path(path)
+def _row(path: Path, number: int, raw: bytes) -> dict[str, Any]:
     try:
-        lines = path.open(encoding="utf-8")
+        item = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{number}: not UTF-8 text (byte {exc.start}); the file is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}); the file is damaged") from None
+    if not isinstance(item, dict):
+        raise DataError(f"{path}:{number}: not a backup line (a JSON object); the file is damaged")
+    return item
+
+
+def open_backup(path: str | Path) -> tuple[BinaryIO, dict[str, Any]]:
+    """The backup file, open after its header line, and the header; a clear error when it is not a backup."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give the backup file inside it")
+    try:
+        fh = path.open("rb")
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        first = fh.readline()
+        header = _row(path, 1, first) if first.strip() else {}
+        if header.get("annotune_backup") != FORMAT_VERSION:
+            raise DataError(f"{path}:1: not an annotune workbench backup (no 'annotune_backup' header)")
+    except BaseException:
+        fh.close()
+        raise
+    return fh, header
+
+
+def restore(db: Database, path: str | Path) -> dict[str, int]:
+    """Load a backup into an empty workbench database, in one transaction (nothing is kept if a line is bad)."""
+    path = Path(path)
+    fh, _header = open_backup(path)
     by_name = {table.name: table for table in TABLES}
     counts = {name: 0 for name in by_name}
-    with lines, db.transaction() as conn:
+    with fh, db.transaction() as conn:
         for table in (schema.users, schema.projects):
             if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
                 raise DataError(f"{db.display_url} already holds {table.name}; restore into an empty database")
-        header = json.loads(next(lines, "{}") or "{}")
-        if header.get("annotune_backup") != FORMAT_VERSION:
-            raise DataError(f"{path}:1: not an annotune workbench backup (no 'annotune_backup' header)")
-        for number, line in enumerate(lines, start=2):
-            try:
-                item = json.loads(line)
-                table = by_name[item["table"]]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(f"{path}:{number}: not a backup row; the file is damaged") from None
+        for number, raw in enumerate(fh, start=2):
+            if not raw.strip():
+                continue
+            item = _row(path, number, raw)
+            table = by_name.get(item.get("table"))
+            if table is None or not isinstance(item.get("row"), dict):
+                raise DataError(f"{path}:{number}: not a backup row; the file is damaged")
             conn.execute(table.insert().values(**item["row"]))
             counts[table.name] += 1
         if conn.dialect.name == "postgresql":

@@ -16,10 +16,26 @@ from pathlib import Path
 from annotune.errors import AnnotuneError, DataError
 
 
-def _db(args: argparse.Namespace):
+def _db(args: argparse.Namespace, create: bool = False):
+    """The workbench database; only the commands that start one (serve, user add, project create, restore)
+    create it, so a mistyped path elsewhere is an error instead of a new empty database."""
     from annotune.annotate.db import open_database
 
-    return open_database(args.db)
+    return open_database(args.db, create=create)
+
+
+def _client(args: argparse.Namespace):
+    """The API client for ``--url``, with the token from $ANNOTUNE_TOKEN."""
+    import os
+
+    from annotune.annotate.client import TOKEN_ENV, Client
+
+    if args.db:
+        raise AnnotuneError("give either --url (a running workbench) or --db (the database itself), not both")
+    if not os.environ.get(TOKEN_ENV):
+        raise AnnotuneError(f"--url needs an API token in ${TOKEN_ENV}; create one with "
+                            "`annotune workbench token NAME` and export it")
+    return Client(args.url)
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +74,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = Settings(lease_seconds=args.lease_minutes * 60, max_upload=args.max_upload_mb * 1024 * 1024,
                         secure_cookies=args.secure_cookies)
-    db = _db(args)  # migrated here, once, before any worker starts
+    db = _db(args, create=True)  # migrated here, once, before any worker starts
     where = f"http://{args.host}:{args.port} (database {db.display_url}"
     if args.workers == 1:
         print(f"workbench on {where})", flush=True)
@@ -77,11 +93,14 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_user(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
-    db = _db(args)
+    db = _db(args, create=args.user_command == "add")
     if args.user_command == "list":
-        with db.transaction() as conn:
-            for user in store.list_users(conn):
-                print(f"{user.name}\t{user.role}")
+        with db.transaction(readonly=True) as conn:
+            users = store.list_users(conn)
+        for user in users:
+            print(f"{user.name}\t{user.role}")
+        if not users:
+            print("no users yet; add one with `annotune workbench user add NAME --role ROLE`", file=sys.stderr)
         return 0
     password = _read_password(args)
     with db.transaction() as conn:
@@ -120,7 +139,7 @@ def run_project(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
     guidelines = _read_guidelines(getattr(args, "guidelines", None))
-    with _db(args).transaction() as conn:
+    with _db(args, create=args.project_command == "create").transaction() as conn:
         if args.project_command == "create":
             labels = [label for label in (args.labels or "").split(",") if label.strip()]
             project = store.create_project(conn, args.name, args.type, guidelines, labels, args.overlap)
@@ -171,9 +190,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from annotune.annotate import stats, store
 
     if args.url:
-        from annotune.annotate.client import Client
-
-        result = Client(args.url).stats(args.project)
+        result = _client(args).stats(args.project)
     else:
         with _db(args).transaction() as conn:
             result = stats.project_stats(conn, store.find_project(conn, args.project))
@@ -185,9 +202,7 @@ def run_export(args: argparse.Namespace) -> int:
     from annotune.annotate import exporting, store
 
     if args.url:
-        from annotune.annotate.client import Client
-
-        count = Client(args.url).export(args.project, args.to, args.out, args.include_pending, args.min_score)
+        count = _client(args).export(args.project, args.to, args.out, args.include_pending, args.min_score)
     else:
         with _db(args).transaction() as conn:
             project = store.find_project(conn, args.project)
@@ -208,7 +223,8 @@ def run_backup(args: argparse.Namespace) -> int:
 def run_restore(args: argparse.Namespace) -> int:
     from annotune.annotate import backup
 
-    counts = backup.restore(_db(args), args.file)
+    backup.open_backup(args.file)[0].close()  # a clear error before an empty database is created
+    counts = backup.restore(_db(args, create=True), args.file)
     print(f"restored {sum(counts.values())} rows from {args.file}")
     return 0
 
@@ -220,6 +236,20 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {text}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 minutes, got {text}")
     return value
 
 
@@ -300,7 +330,8 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     exp.add_argument("--to", required=True, choices=EXPORT_FORMATS)
     exp.add_argument("--out", required=True, help="file to write (replaced atomically)")
     exp.add_argument("--include-pending", action="store_true", help="also export annotations not reviewed yet")
-    exp.add_argument("--min-score", type=float, default=4.0, help="rate projects: lowest mean score exported")
+    exp.add_argument("--min-score", type=float, help="rate projects exported as openai/alpaca/sharegpt: lowest "
+                                                      "mean score kept (default 4)")
     _add_remote(exp)
     exp.set_defaults(func=run_export)
 
@@ -311,8 +342,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = wb.add_subparsers(dest="workbench_command", metavar="COMMAND", required=True)
     serve = commands.add_parser("serve", help="run the web app")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--lease-minutes", type=float, default=30, help="how long a task stays reserved")
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--lease-minutes", type=_minutes, default=30, help="how long a task stays reserved")
     serve.add_argument("--max-upload-mb", type=_positive, default=20, help="largest request body")
     serve.add_argument("--secure-cookies", action="store_true", help="set when users reach it over HTTPS")
     serve.add_argument("--workers", type=_positive, default=1,

@@ -49,7 +49,11 @@ class Client:
                 body = response.json()
             except ValueError:
                 body = {"error": response.text[:200]}
-            message = body.get("error") or str(body.get("detail", body))
+            message = body.get("error")
+            if not message:  # not an answer of the workbench's API: a wrong address or a proxy in the way
+                detail = body.get("detail", body) if isinstance(body, dict) else body
+                message = (f"{method} {response.url}: HTTP {response.status_code} {detail}; check that "
+                           f"{self.http.base_url} is the address of an annotune workbench")
             if response.status_code == 422 and body.get("field"):
                 raise errors.Invalid(body["field"], message.split(": ", 1)[-1])
             if response.status_code == 429:
@@ -104,10 +108,11 @@ class Client:
         return self._json("GET", f"/api/projects/{project}/stats")
 
     def export(self, project: str, to: str, out: str | Path, include_pending: bool = False,
-               min_score: float = 4.0) -> int:
+               min_score: float | None = None) -> int:
         """Download the project's training data to ``out``; returns the number of examples."""
         response = self._call("GET", f"/api/projects/{project}/export",
-                              params={"to": to, "include_pending": include_pending, "min_score": min_score})
+                              params={"to": to, "include_pending": include_pending,
+                                      **({"min_score": min_score} if min_score is not None else {})})
         from annotune.dataset.files import write_atomically
 
         write_atomically(Path(out), [response.text])

@@ -61,8 +61,9 @@ def make_engine(url: str) -> Engine:
         raise DatabaseError(f"cannot parse database URL {url!r}: {exc}; use sqlite:///PATH or "
                             "postgresql://USER:PASSWORD@HOST/DB") from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not parsed.database or parsed.database == ":memory:":
+            raise DatabaseError(f"{url!r} is an in-memory database, gone when the command ends; give a file: "
+                                "sqlite:///PATH (an absolute path has four slashes: sqlite:////srv/workbench.db)")
         engine = sa.create_engine(parsed, pool_size=20, max_overflow=30, pool_timeout=60)
         _configure_sqlite(engine)
         return engine
@@ -141,9 +142,25 @@ class Database:
         self.engine.dispose()
 
 
+def _sqlite_file(db: Database) -> Path | None:
+    return Path(db.engine.url.database).expanduser() if db.is_sqlite else None
+
+
 def open_database(url: str | None = None, *, create: bool = True) -> Database:
-    """Open (and migrate) the workbench database at ``url`` (default: :func:`default_url`)."""
+    """Open (and migrate) the workbench database at ``url`` (default: :func:`default_url`).
+
+    ``create=False`` opens only an existing workbench database: a mistyped SQLite path is an error, not a new
+    empty database.
+    """
     db = Database(url or default_url())
+    file = _sqlite_file(db)
+    if file is not None and file.is_dir():
+        raise DatabaseError(f"{file} is a folder; name the database file inside it (sqlite:///{file}/workbench.db)")
+    if file is not None and not create and not file.exists():
+        raise DatabaseError(f"no workbench database at {file}; check --db or ${DB_ENV}, or create one with "
+                            "`annotune workbench user add` or `annotune workbench serve`")
+    if file is not None and create:
+        file.parent.mkdir(parents=True, exist_ok=True)
     try:
         if create:
             migrate(db.engine)
@@ -152,8 +169,9 @@ def open_database(url: str | None = None, *, create: bool = True) -> Database:
                 if not sa.inspect(conn).has_table(schema.migrations.name):
                     raise DatabaseError(f"{db.display_url} is not a workbench database; run "
                                         "`annotune workbench serve` or `annotune workbench user add` first")
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:  # cannot connect, not a database file, no permission ...
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseError(f"cannot open database {db.display_url}: {reason}; check the URL, that the "
-                            "server is running and that the user may connect") from None
+        hint = ("check the path: it must be a workbench database (SQLite) file" if db.is_sqlite else
+                "check the URL, that the server is running and that the user may connect")
+        raise DatabaseError(f"cannot open database {db.display_url}: {reason}; {hint}") from None
     return db

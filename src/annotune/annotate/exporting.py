@@ -23,6 +23,7 @@ from annotune.errors import DataError
 
 EXPORT_FORMATS = ("openai", "alpaca", "sharegpt", "preference")
 SUPERVISED = ("openai", "alpaca", "sharegpt")
+DEFAULT_MIN_SCORE = 4.0  # rate projects: the lowest mean score exported for fine-tuning
 
 
 def _conversation(messages: list[dict[str, str]], answer: str, meta: dict[str, Any]) -> Conversation:
@@ -130,9 +131,13 @@ def _label_rows(project: Project, groups: list[tuple[Any, list[Any]]]) -> list[C
 
 
 def export_conversations(conn: Connection, project: Project, to: str, include_pending: bool = False,
-                         min_score: float = 4.0) -> list[Conversation]:
+                         min_score: float | None = None) -> list[Conversation]:
+    """``min_score`` (rate projects exported for fine-tuning; default 4): the lowest mean score kept."""
     if to not in EXPORT_FORMATS:
         raise Invalid("to", f"must be one of {', '.join(EXPORT_FORMATS)}, got {to!r}")
+    if min_score is not None and (project.task_type != "rate" or to == "preference"):
+        raise Invalid("min_score", "only applies to rate projects exported as openai, alpaca or sharegpt; "
+                      "leave it out")
     groups = _by_record(conn, project, include_pending)
     kind = project.task_type
     if to == "preference" and kind not in ("compare", "rate"):
@@ -143,7 +148,9 @@ def export_conversations(conn: Connection, project: Project, to: str, include_pe
     if kind == "correct":
         return _correct_rows(project, groups)
     if kind == "rate":
-        return _rate_preferences(project, groups) if to == "preference" else _rate_rows(project, groups, min_score)
+        if to == "preference":
+            return _rate_preferences(project, groups)
+        return _rate_rows(project, groups, DEFAULT_MIN_SCORE if min_score is None else min_score)
     if kind == "compare":
         return _compare_rows(project, groups, to)
     return _label_rows(project, groups)
@@ -162,7 +169,7 @@ def _unique(conversations: list[Conversation]) -> list[Conversation]:
 
 
 def export_project(conn: Connection, project: Project, to: str, out: str | Path, include_pending: bool = False,
-                   min_score: float = 4.0) -> int:
+                   min_score: float | None = None) -> int:
     """Write the project's training data to ``out`` (atomically); returns the number of examples."""
     conversations = _unique(export_conversations(conn, project, to, include_pending, min_score))
     if not conversations:

@@ -283,5 +283,5 @@ async def import_file_upload(name: str, request: Request, auth: CurrentAuth) -> 
 
 @router.get("/p/{name}/export")
 def export_download(name: str, request: Request, auth: CurrentAuth, to: str = "openai",
-                    include_pending: bool = False, min_score: float = 4.0) -> Response:
+                    include_pending: bool = False, min_score: float | None = None) -> Response:
     return export_response(request, auth, name, to, include_pending, min_score)

@@ -116,6 +116,8 @@ def check_project_settings(task_type: str, labels: list[str], overlap: int) -> N
         raise Invalid("task_type", f"must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
     if task_type == "label" and len(labels) < 2:
         raise Invalid("labels", "a label project needs at least two labels, e.g. --labels yes,no")
+    if task_type != "label" and labels:
+        raise Invalid("labels", f"only label projects have labels; leave them out for a {task_type} project")
     if len(set(labels)) != len(labels):
         raise Invalid("labels", "labels must be distinct")
     if not 1 <= overlap <= 20:

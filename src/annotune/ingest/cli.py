@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from annotune.config import add_config_arguments, build_config
@@ -31,4 +32,9 @@ def run_ingest(args: argparse.Namespace) -> int:
     cfg = build_config(IngestConfig, args, args.config)
     report = ingest(args.paths, Path(args.out), cfg)
     print(report.summary())
+    # Exit 1 when files were given but none could be read, so scripts notice; the report says why.
+    usable = sum(report.count(status) for status in ("read", "unchanged", "partial"))
+    if report.count("failed") and not usable:
+        print("error: none of the files could be read (the reasons are above and in report.json)", file=sys.stderr)
+        return 1
     return 0

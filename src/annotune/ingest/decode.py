@@ -32,7 +32,7 @@ def sniff_encoding(path: Path) -> str:
         head = fh.read(_BLOCK)
         for bom, name in _BOMS:
             if head.startswith(bom):
-                return name
+                return _check_decodes(path, name)
         check_not_binary(head[:8192], path.suffix or "text")
         decoder = codecs.getincrementaldecoder("utf-8")()
         block = head
@@ -45,6 +45,22 @@ def sniff_encoding(path: Path) -> str:
         except UnicodeDecodeError:
             pass
     return _legacy_encoding(path)
+
+
+def _check_decodes(path: Path, encoding: str) -> str:
+    """``encoding`` (a byte-order mark's) when the whole file decodes with it, else a clear error."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    done = 0
+    with path.open("rb") as fh:
+        try:
+            while block := fh.read(_BLOCK):
+                decoder.decode(block)
+                done += len(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"starts with a {encoding.upper()} byte-order mark but is not {encoding.upper()} text "
+                            f"(near byte {done + exc.start}); re-save it as UTF-8") from None
+    return encoding
 
 
 def _legacy_encoding(path: Path) -> str:

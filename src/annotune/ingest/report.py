@@ -83,7 +83,8 @@ class Report:
     def summary(self) -> str:
         data = self.as_dict()
         files, docs = data["files"], data["documents"]
-        lines = [", ".join(f"{n} {status}" for status, n in files.items() if n) + " file(s); "
+        counted = ", ".join(f"{n} {status}" for status, n in files.items() if n)
+        lines = [(f"{counted} file(s); " if counted else "no files of a supported type found; ") +
                  f"{docs['read']} new document(s), {docs['new_kept']} kept; "
                  f"{data['chunks']['new']} new chunk(s), {data['chunks']['total']} in total"]
         drops = {name: n for name, n in data["drops"].items() if n}

@@ -105,3 +105,60 @@ def test_help_shows_each_option_documented_once():
         if name != "data":
             assert "--" + name.replace("_", "-") in result.stdout
     assert TrainConfig.model_fields["lora_r"].description in result.stdout
+
+
+def test_bad_files_and_options_are_refused_before_anything_is_written(tiny, tiny_run, tmp_path):
+    data = _one_chat(tmp_path)
+    binary = tmp_path / "bin.md"
+    binary.write_bytes(b"# title\n\xff\xfe\x00\x01")
+    bad_template = tmp_path / "bad.jinja"
+    bad_template.write_text("{% for m in messages %}\n{{ m.content }\n")
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04 not a gguf file")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "hi"}) + "\n")
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"messages": [}\nnot json either\n')
+    train = ["train", str(data), "--model", str(tiny), "--val-size", "0", "--no-progress"]
+    cases = [
+        (["generate", str(tiny_run), "--input", str(prompts), "--output", "o.jsonl", "--batch-size", "0"],
+         "argument --batch-size: must be at least 1, got 0"),
+        (["chat", str(tiny_run), "--prompt", "hi", "--max-new-tokens", "0"],
+         "argument --max-new-tokens: must be at least 1, got 0"),
+        (["chat", str(tiny_run), "--prompt", "hi", "--temperature", "-1"], "must be 0 (greedy) or more"),
+        (["quickstart", "--out", "q", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+        (["generate", str(tiny_run), "--input", str(prompts), "--output", str(tmp_path)],
+         f"error: {tmp_path}: is a folder; give a file name to write the answers to"),
+        (["generate", str(tiny_run), "--input", str(tmp_path), "--output", "o.jsonl"], "is a folder, not an input file"),
+        (["generate", str(tiny_run), "--input", str(binary), "--output", "o.jsonl"],
+         f"error: {binary}:2: not UTF-8 text (byte 8); save it as UTF-8"),
+        ([*train, "--config", str(binary)], f"error: {binary}: not UTF-8 text (byte 8); save it as UTF-8"),
+        ([*train, "--config", str(tmp_path)], "is a folder, not a config file"),
+        ([*train, "--chat-template", str(bad_template)],
+         f"error: --chat-template: {bad_template}:2: template syntax error: unexpected '}}'"),
+        ([*train, "--chat-template", str(binary)], "not UTF-8 text"),
+        (["train", str(data), "--model", str(not_gguf), "--val-size", "0"], "not a GGUF file"),
+        (["train", str(data), "--model", str(prompts), "--val-size", "0"], "is a file, not a model"),
+        (["train", str(data), "--model", str(tiny_run), "--val-size", "0"], "use it with `annotune chat`"),
+        ([*train, "--out", "r", "--resume", "--overwrite"], "pass one of them"),
+        (["data", "validate", str(bad_json)], f"error: {bad_json}:1:json: invalid JSON"),
+        (["train", str(bad_json), "--model", str(tiny)], f"error: {bad_json}:1:json: invalid JSON"),
+    ]
+    for args, expected in cases:
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode != 0, args
+        assert expected in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"one.jsonl", "bin.md", "bad.jinja", "model.gguf",
+                                                        "prompts.jsonl", "bad.jsonl"}
+    assert not leftovers
+
+
+def test_a_run_whose_setup_fails_leaves_no_folder_and_can_be_run_again(tiny, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--val-size", "0", "--out", str(out),
+            "--no-progress", "--epochs", "1"]
+    failed = run_cli(*args, "--lora-targets", "no_such_module")
+    assert failed.returncode != 0 and "no_such_module" in failed.stderr and "Traceback" not in failed.stderr
+    assert not out.exists()
+    assert run_cli(*args).returncode == 0 and (out / "adapter").is_dir()

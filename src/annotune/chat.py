@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -52,10 +51,17 @@ def _answer(cm, messages, stream, max_new_tokens, temperature) -> str:
 def read_prompts(path: str) -> list[tuple[dict, list[dict]]]:
     """(record, messages) for each line; every bad line is reported as file:line:field."""
     file = Path(path)
+    if file.is_dir():
+        raise DataError(f"{file}: is a folder, not an input file; pass the JSONL file inside it")
     if not file.is_file():
         raise DataError(f"input file not found: {file}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes().count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{file}:{line}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     rows, problems = [], []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -101,7 +107,12 @@ def generate_file(ref: str, input_path: str, output_path: str, max_new_tokens: i
 
     from annotune.models.inference import generate, load_chat_model
 
+    from annotune.dataset.files import write_atomically
+
     rows = read_prompts(input_path)  # refuse bad input before loading the model
+    out = Path(output_path)
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; give a file name to write the answers to")
     cm = load_chat_model(ref)
     answers: list[str] = []
     with tqdm(total=len(rows), desc="generating", unit="prompt", file=sys.stderr) as bar:
@@ -109,11 +120,6 @@ def generate_file(ref: str, input_path: str, output_path: str, max_new_tokens: i
             chunk = [msgs for _, msgs in rows[start:start + batch_size]]
             answers.extend(generate(cm, chunk, max_new_tokens, temperature, batch_size))
             bar.update(len(chunk))
-    out = Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for (record, _), answer in zip(rows, answers):
-            fh.write(json.dumps({**record, "answer": answer}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    write_atomically(out, (json.dumps({**record, "answer": answer}, ensure_ascii=False) + "\n"
+                           for (record, _), answer in zip(rows, answers)))
     return len(rows)

@@ -92,17 +92,28 @@ def build_config(model: type[BaseModel], args: argparse.Namespace, config_file: 
     try:
         return model(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         where = f" (from {config_file} and the command line)" if config_file else ""
         raise AnnotuneError(f"invalid configuration{where}: {problems}") from None
 
 
+def _problem(error: Any) -> str:
+    """One validation problem as ``field.path: message`` (a check across fields has no path)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(map(str, error["loc"]))
+    return f"{where}: {message}" if where else message
+
+
 def load_yaml(path: str) -> dict[str, Any]:
     file = Path(path)
+    if file.is_dir():
+        raise AnnotuneError(f"{file}: is a folder, not a config file; pass the YAML file")
     if not file.is_file():
         raise AnnotuneError(f"config file not found: {file}")
     try:
         values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise AnnotuneError(f"{file}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise AnnotuneError(f"{file}: not valid YAML: {exc}") from None
     if not isinstance(values, dict):

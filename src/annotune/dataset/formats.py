@@ -125,6 +125,10 @@ def _detect_from_text(file: str, suffix: str, text: str) -> str:
         return "alpaca"
     if {"prompt", "completion"} <= found:
         return "prompt_completion"
+    if keys is None:
+        _, problems = files.json_records(file, text)
+        if problems:  # not JSON at all where it starts: say where, as reading it would
+            raise DataError(str(problems[0]))
     seen = f"its keys are: {', '.join(keys)}" if keys else "no JSON object found in its first records"
     raise DataError(
         f"{file}: cannot tell the dataset format from the first record ({seen}); "

@@ -115,7 +115,19 @@ def stream(cm: ChatModel, messages: list[dict], max_new_tokens: int = 256, tempe
     streamer = TextIteratorStreamer(cm.tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
                   **_generation_kwargs(cm, max_new_tokens, temperature))
-    worker = threading.Thread(target=torch.no_grad()(cm.model.generate), kwargs=kwargs, daemon=True)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.no_grad():
+                cm.model.generate(**kwargs)
+        except BaseException as exc:  # raised again below, in the caller's thread
+            failed.append(exc)
+            streamer.end()  # otherwise the caller waits for text that never comes
+
+    worker = threading.Thread(target=run, daemon=True)
     worker.start()
     yield from streamer
     worker.join()
+    if failed:
+        raise failed[0]

@@ -42,16 +42,25 @@ def resolve_model(ref: str) -> ModelRef:
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
+        with path.open("rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ModelLoadError(f"{path}: not a GGUF file (it does not start with the GGUF signature); "
+                                     "check the download, or convert the model to GGUF again")
         return ModelRef(ref, "gguf", str(embedded.gguf_to_folder(path, embedded.gguf_cache_dir(path))))
     if path.is_dir():
         if is_run_dir(path):
-            raise ModelLoadError(f"{path} is an annotune run folder; use it with chat, generate or evaluate")
+            raise ModelLoadError(f"{path} is an annotune run folder (a tuned model): use it with `annotune chat` or "
+                                 "`annotune generate`; to train again, pass a base model with --model (the run's "
+                                 "run.json names the one it was trained from)")
         if not (path / "config.json").is_file():
             raise ModelLoadError(
                 f"{path} has no config.json; point --model at a folder saved with save_pretrained, "
                 "a .gguf file, a hub id, or the embedded default 'smollm2-135m'"
             )
         return ModelRef(ref, "folder", str(path.resolve()))
+    if path.is_file():
+        raise ModelLoadError(f"{path} is a file, not a model: pass a model folder (saved with save_pretrained), a "
+                             "run folder, a .gguf file, a hub id, or the embedded default 'smollm2-135m'")
     if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         raise ModelLoadError(f"model folder not found: {path}")
     return ModelRef(ref, "hub", ref)

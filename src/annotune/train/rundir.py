@@ -35,6 +35,8 @@ def resolve(cfg: TrainConfig) -> tuple[Path, TrainConfig]:
     :func:`create` once the data and model have been checked, so a rejected run leaves nothing behind.
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if cfg.resume and cfg.overwrite:
+        raise RunDirError("--resume continues a run and --overwrite replaces it: pass one of them")
     if cfg.resume:
         saved = run_dir / "config.yaml"
         if not saved.is_file():
@@ -62,6 +64,16 @@ def create(run_dir: Path, cfg: TrainConfig) -> None:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "config.yaml", cfg.to_yaml())
+
+
+def remove_unfinished(run_dir: Path) -> None:
+    """Undo :func:`create` after a failed set-up, so the same command can simply be run again. The folder was
+    new, empty or (with --overwrite) an old run the user chose to replace, so all of it goes."""
+    if not run_dir.is_dir():
+        return
+    for child in run_dir.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    run_dir.rmdir()
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -110,10 +110,23 @@ def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[E
 def _read_template(path: str | None) -> str | None:
     if not path:
         return None
+    from jinja2 import TemplateSyntaxError
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
     file = Path(path)
+    if file.is_dir():
+        raise AnnotuneError(f"--chat-template: {file} is a folder; pass the Jinja template file")
     if not file.is_file():
         raise AnnotuneError(f"--chat-template: file not found: {file}")
-    return file.read_text(encoding="utf-8")
+    try:
+        template = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AnnotuneError(f"--chat-template: {file}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        _compile_jinja_template(template)  # the way transformers compiles it, so its own tags are known
+    except TemplateSyntaxError as exc:
+        raise AnnotuneError(f"--chat-template: {file}:{exc.lineno}: template syntax error: {exc.message}") from None
+    return template
 
 
 def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
@@ -129,7 +142,16 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     if dist.main:
         rundir.create(run_dir, cfg)
     dist.barrier()
+    try:
+        return _setup_training(cfg, dist, run_dir, model_ref, tokenizer, template, data)
+    except BaseException:
+        if dist.main and not cfg.resume:  # a set-up that failed leaves no half-made run to trip over
+            rundir.remove_unfinished(run_dir)
+        raise
 
+
+def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, tokenizer, template: str,
+                    data: Data) -> Loop:
     precision = resolve_precision(cfg.precision, dist.device)
     model = load_model(model_ref, device=dist.device)
     packed = packing_supported(model, dist.device)

@@ -204,6 +204,7 @@ def test_database_and_file_mistakes_are_clear_errors_that_create_nothing(tmp_pat
     assert "only label projects have labels" in error("project", "create", "w", "--type", "write", "--labels", "a,b",
                                                       db=url)
     cli("project", "create", "w", "--type", "write", db=url)
+    assert "is a folder; import a file from it" in error("import", "w", str(tmp_path), db=url)
     assert "min_score: only applies to rate projects" in error("export", "w", "--to", "openai", "--out",
                                                                   str(tmp_path / "o.jsonl"), "--min-score", "3",
                                                                   db=url)

@@ -186,6 +186,8 @@ def read_import(project: Project, path: str | Path, kind: str = "auto", fmt: str
         tuple[dict[str, Any], str, Incoming]]:
     """Check the whole file; returns (payload, status, item) per record or raises listing every problem."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; import a file from it (`annotune ingest` writes chunks.jsonl)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if kind not in KINDS:

@@ -55,10 +55,11 @@ def read_prompts(path: str) -> list[tuple[dict, list[dict]]]:
         raise DataError(f"{file}: is a folder, not an input file; pass the JSONL file inside it")
     if not file.is_file():
         raise DataError(f"input file not found: {file}")
+    data = file.read_bytes()
     try:
-        text = file.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = file.read_bytes().count(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(f"{file}:{line}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     rows, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -105,9 +106,8 @@ def generate_file(ref: str, input_path: str, output_path: str, max_new_tokens: i
                   batch_size: int = 16) -> int:
     from tqdm.auto import tqdm
 
-    from annotune.models.inference import generate, load_chat_model
-
     from annotune.dataset.files import write_atomically
+    from annotune.models.inference import generate, load_chat_model
 
     rows = read_prompts(input_path)  # refuse bad input before loading the model
     out = Path(output_path)

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from annotune import __version__
+from annotune.config import at_least_one
 from annotune.errors import AnnotuneError
 
 
@@ -73,16 +74,6 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def _temperature(text: str) -> float:
     try:
         value = float(text)
@@ -98,7 +89,7 @@ def _add_inference(sub) -> None:
     p.add_argument("model", help="run folder, or any model reference (hub id, folder, .gguf, smollm2-135m)")
     p.add_argument("--prompt", help="answer this one message and exit instead of an interactive session")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--max-new-tokens", type=_at_least_one, default=256)
+    p.add_argument("--max-new-tokens", type=at_least_one, default=256)
     p.add_argument("--temperature", type=_temperature, default=0.0, help="0 = greedy (default)")
     p.set_defaults(func=cmd_chat)
 
@@ -106,15 +97,15 @@ def _add_inference(sub) -> None:
     p.add_argument("model", help="run folder, or any model reference")
     p.add_argument("--input", required=True, help="JSONL; each line holds `messages` or `prompt`")
     p.add_argument("--output", required=True, help="JSONL; each input line plus `answer`")
-    p.add_argument("--max-new-tokens", type=_at_least_one, default=128)
+    p.add_argument("--max-new-tokens", type=at_least_one, default=128)
     p.add_argument("--temperature", type=_temperature, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--batch-size", type=_at_least_one, default=16)
+    p.add_argument("--batch-size", type=at_least_one, default=16)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("quickstart", help="train the embedded model on the bundled example and compare it")
     p.add_argument("--out", default="runs/quickstart", help="run folder (replaced if it exists)")
     p.add_argument("--model", default="smollm2-135m", help="base model")
-    p.add_argument("--epochs", type=_at_least_one, default=None, help="override the default number of epochs")
+    p.add_argument("--epochs", type=at_least_one, default=None, help="override the default number of epochs")
     p.set_defaults(func=cmd_quickstart)
 
 

@@ -58,6 +58,17 @@ class TrainConfig(BaseModel):
         return "\n".join(lines) + "\n"
 
 
+def at_least_one(text: str) -> int:
+    """argparse type: a whole number of at least 1 (counts, sizes, epochs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def _arg_type(annotation: Any):
     """The argparse type for a field annotation (``int``, ``str | None`` -> ``str`` ...)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from annotune.config import at_least_one
 from annotune.errors import AnnotuneError, DataError
 
 
@@ -232,13 +233,6 @@ def run_restore(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------- the parser
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:
@@ -287,7 +281,7 @@ def _add_projects(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--type", required=True, choices=TASK_TYPES, help="task type")
     create.add_argument("--guidelines", help="Markdown file with the annotation guidelines")
     create.add_argument("--labels", help="comma-separated labels (label projects)")
-    create.add_argument("--overlap", type=_positive, default=1, help="annotations each record needs (default 1)")
+    create.add_argument("--overlap", type=at_least_one, default=1, help="annotations each record needs (default 1)")
     members = project_commands.add_parser("add-member", help="let users see and work on a project")
     members.add_argument("project")
     members.add_argument("users", nargs="+")
@@ -313,9 +307,9 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     sug = commands.add_parser("suggest", help="let a model draft answers for annotators to correct")
     sug.add_argument("project")
     sug.add_argument("--model", required=True, help="hub id, folder, GGUF file, run folder or smollm2-135m")
-    sug.add_argument("--batch-size", type=_positive, default=8)
-    sug.add_argument("--limit", type=_positive, help="draft at most this many records")
-    sug.add_argument("--max-new-tokens", type=_positive, default=160)
+    sug.add_argument("--batch-size", type=at_least_one, default=8)
+    sug.add_argument("--limit", type=at_least_one, help="draft at most this many records")
+    sug.add_argument("--max-new-tokens", type=at_least_one, default=160)
     _add_db(sug)
     sug.set_defaults(func=run_suggest)
 
@@ -344,9 +338,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--lease-minutes", type=_minutes, default=30, help="how long a task stays reserved")
-    serve.add_argument("--max-upload-mb", type=_positive, default=20, help="largest request body")
+    serve.add_argument("--max-upload-mb", type=at_least_one, default=20, help="largest request body")
     serve.add_argument("--secure-cookies", action="store_true", help="set when users reach it over HTTPS")
-    serve.add_argument("--workers", type=_positive, default=1,
+    serve.add_argument("--workers", type=at_least_one, default=1,
                        help="server processes (more serve more people at once; up to one per CPU core)")
     _add_db(serve)
     serve.set_defaults(func=run_serve)

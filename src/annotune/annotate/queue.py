@@ -85,7 +85,8 @@ def _lease_statement(dialect: Any) -> Any:
 
 
 _LEASE = {"postgresql": _lease_statement(postgresql), "sqlite": _lease_statement(sqlite)}
-_OWN = sa.select(a.c.id, a.c.record_id, a.c.status, a.c.expires_at).where(a.c.id == sa.bindparam("assignment"), a.c.project_id == P_PROJECT, a.c.user_id == P_USER)
+_OWN = (sa.select(a.c.id, a.c.record_id, a.c.status, a.c.expires_at)
+        .where(a.c.id == sa.bindparam("assignment"), a.c.project_id == P_PROJECT, a.c.user_id == P_USER))
 _LOCKED_RECORD = sa.select(r.c.id, r.c.status, r.c.submitted).where(r.c.id == P_RECORD)
 _ADD_ANNOTATION = ann.insert().returning(ann.c.id)
 _MARK_SUBMITTED = a.update().where(a.c.id == sa.bindparam("assignment")).values(status="submitted")

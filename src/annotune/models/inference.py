@@ -121,7 +121,7 @@ def stream(cm: ChatModel, messages: list[dict], max_new_tokens: int = 256, tempe
         try:
             with torch.no_grad():
                 cm.model.generate(**kwargs)
-        except BaseException as exc:  # raised again below, in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in the caller's thread
             failed.append(exc)
             streamer.end()  # otherwise the caller waits for text that never comes
 

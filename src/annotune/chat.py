@@ -7,17 +7,23 @@ import sys
 from pathlib import Path
 
 from annotune.errors import DataError
+from annotune.generation.config import GenerationConfig
+from annotune.generation.engine import ContextLengthError
 
 
-def chat(ref: str, prompt: str | None = None, system: str | None = None, max_new_tokens: int = 256,
-         temperature: float = 0.0) -> int:
-    from annotune.models.inference import load_chat_model, stream
+def chat(ref: str, cfg: GenerationConfig, prompt: str | None = None, system: str | None = None) -> int:
+    from annotune.generation.loading import load_engine
 
     print(f"Loading {ref} ...", file=sys.stderr)
-    cm = load_chat_model(ref)
+    with load_engine(ref) as engine:
+        return _chat(engine, cfg, prompt, system)
+
+
+def _chat(engine, cfg: GenerationConfig, prompt: str | None, system: str | None) -> int:
+    name = next(iter(engine.models))
     messages = [{"role": "system", "content": system}] if system else []
     if prompt is not None:
-        _answer(cm, messages + [{"role": "user", "content": prompt}], stream, max_new_tokens, temperature)
+        _answer(engine, name, messages + [{"role": "user", "content": prompt}], cfg)
         return 0
     print("Type a message; /reset starts over, /exit or Ctrl-D quits.", file=sys.stderr)
     while True:
@@ -33,23 +39,28 @@ def chat(ref: str, prompt: str | None = None, system: str | None = None, max_new
             continue
         if not text:
             continue
-        messages.append({"role": "user", "content": text})
-        sys.stdout.write("assistant> ")
-        messages.append({"role": "assistant", "content": _answer(cm, messages, stream, max_new_tokens, temperature)})
+        try:
+            answer = _answer(engine, name, [*messages, {"role": "user", "content": text}], cfg, prefix="assistant> ")
+        except ContextLengthError as exc:
+            print(f"error: {exc}; /reset starts a new conversation", file=sys.stderr)
+            continue
+        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
 
 
-def _answer(cm, messages, stream, max_new_tokens, temperature) -> str:
-    pieces = []
-    for piece in stream(cm, messages, max_new_tokens=max_new_tokens, temperature=temperature):
-        pieces.append(piece)
+def _answer(engine, name: str, messages: list[dict], cfg: GenerationConfig, prefix: str = "") -> str:
+    stream = engine.stream(name, messages, cfg)  # a prompt that does not fit is refused before anything prints
+    sys.stdout.write(prefix)
+    for piece in stream:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
-    return "".join(pieces).strip()
+    if stream.result.finish_reason == "length":
+        print(f"(cut at {cfg.max_new_tokens} tokens; --max-new-tokens allows more)", file=sys.stderr)
+    return stream.result.text
 
 
-def read_prompts(path: str) -> list[tuple[dict, list[dict]]]:
-    """(record, messages) for each line; every bad line is reported as file:line:field."""
+def read_prompts(path: str) -> list[tuple[int, dict, list[dict]]]:
+    """(line, record, messages) for each line; every bad line is reported as file:line:field."""
     file = Path(path)
     if file.is_dir():
         raise DataError(f"{file}: is a folder, not an input file; pass the JSONL file inside it")
@@ -74,7 +85,7 @@ def read_prompts(path: str) -> list[tuple[dict, list[dict]]]:
         if isinstance(messages, str):
             problems.append(f"{file}:{number}:{messages}")
         else:
-            rows.append((record, messages))
+            rows.append((number, record, messages))
     if problems:
         raise DataError("\n".join(problems))
     if not rows:
@@ -102,24 +113,28 @@ def _prompt_messages(record) -> list[dict] | str:
     return "prompt: missing; give `messages` (a list) or `prompt` (text)"
 
 
-def generate_file(ref: str, input_path: str, output_path: str, max_new_tokens: int = 128, temperature: float = 0.0,
-                  batch_size: int = 16) -> int:
+def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationConfig, batch_size: int = 16) -> int:
+    """Answer every prompt of ``input_path``; each output line is its input line plus the answer and its counts."""
     from tqdm.auto import tqdm
 
     from annotune.dataset.files import write_atomically
-    from annotune.models.inference import generate, load_chat_model
+    from annotune.generation.loading import load_engine
 
     rows = read_prompts(input_path)  # refuse bad input before loading the model
     out = Path(output_path)
     if out.is_dir():
         raise DataError(f"{out}: is a folder; give a file name to write the answers to")
-    cm = load_chat_model(ref)
-    answers: list[str] = []
-    with tqdm(total=len(rows), desc="generating", unit="prompt", file=sys.stderr) as bar:
-        for start in range(0, len(rows), batch_size):
-            chunk = [msgs for _, msgs in rows[start:start + batch_size]]
-            answers.extend(generate(cm, chunk, max_new_tokens, temperature, batch_size))
-            bar.update(len(chunk))
-    write_atomically(out, (json.dumps({**record, "answer": answer}, ensure_ascii=False) + "\n"
-                           for (record, _), answer in zip(rows, answers)))
+    engine = load_engine(ref, max_batch=batch_size)
+    name = next(iter(engine.models))
+    try:
+        with tqdm(total=len(rows), desc="generating", unit="prompt", file=sys.stderr) as bar:
+            results = engine.generate(name, [msgs for _, _, msgs in rows], cfg, on_result=lambda i, r: bar.update())
+    except ContextLengthError as exc:
+        raise DataError(f"{input_path}:{rows[exc.index][0]}: {exc}") from None
+    finally:
+        engine.close()
+    write_atomically(out, (json.dumps({**record, "answer": r.text, "finish_reason": r.finish_reason,
+                                       "usage": {"prompt_tokens": r.prompt_tokens,
+                                                 "completion_tokens": r.completion_tokens}}, ensure_ascii=False) + "\n"
+                           for (_, record, _), r in zip(rows, results)))
     return len(rows)

@@ -40,18 +40,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generation_config(args: argparse.Namespace):
+    from annotune.config import build_config
+    from annotune.generation.config import GenerationConfig
+
+    return build_config(GenerationConfig, args)
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from annotune.chat import chat
 
-    return chat(args.model, prompt=args.prompt, system=args.system, max_new_tokens=args.max_new_tokens,
-                temperature=args.temperature)
+    return chat(args.model, _generation_config(args), prompt=args.prompt, system=args.system)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from annotune.chat import generate_file
 
-    n = generate_file(args.model, args.input, args.output, max_new_tokens=args.max_new_tokens,
-                      temperature=args.temperature, batch_size=args.batch_size)
+    n = generate_file(args.model, args.input, args.output, _generation_config(args), batch_size=args.batch_size)
     print(f"Wrote {n} answers to {args.output}")
     return 0
 
@@ -74,32 +79,28 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (greedy) or more, got {text}")
-    return value
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """--max-new-tokens, --temperature, --top-p, --stop, --seed: one option per GenerationConfig field."""
+    from annotune.config import add_config_arguments
+    from annotune.generation.config import GenerationConfig
+
+    add_config_arguments(parser, GenerationConfig)
 
 
 def _add_inference(sub) -> None:
     p = sub.add_parser("chat", help="chat with a run or any model (streams tokens)")
     p.add_argument("model", help="run folder, or any model reference (hub id, folder, .gguf, smollm2-135m)")
     p.add_argument("--prompt", help="answer this one message and exit instead of an interactive session")
-    p.add_argument("--system", help="system prompt")
-    p.add_argument("--max-new-tokens", type=at_least_one, default=256)
-    p.add_argument("--temperature", type=_temperature, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--system", help="system prompt (default: the run's own, if its training chats shared one)")
+    add_generation_arguments(p)
     p.set_defaults(func=cmd_chat)
 
-    p = sub.add_parser("generate", help="answer every prompt of a JSONL file (batched)")
+    p = sub.add_parser("generate", help="answer every prompt of a JSONL file (continuously batched)")
     p.add_argument("model", help="run folder, or any model reference")
     p.add_argument("--input", required=True, help="JSONL; each line holds `messages` or `prompt`")
-    p.add_argument("--output", required=True, help="JSONL; each input line plus `answer`")
-    p.add_argument("--max-new-tokens", type=at_least_one, default=128)
-    p.add_argument("--temperature", type=_temperature, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--batch-size", type=at_least_one, default=16)
+    p.add_argument("--output", required=True, help="JSONL; each input line plus `answer`, `finish_reason`, `usage`")
+    add_generation_arguments(p)
+    p.add_argument("--batch-size", type=at_least_one, default=16, help="most answers generated at once")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("quickstart", help="train the embedded model on the bundled example and compare it")

@@ -86,9 +86,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]
             continue
         flag = "--" + name.replace("_", "-")
         kind = _arg_type(field.annotation)
-        help_text = f"{field.description} (default: {field.default})"
+        default = field.default_factory() if field.default_factory else field.default
+        help_text = f"{field.description} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            continue
+        if typing.get_origin(kind) is list:  # a repeatable option: --stop A --stop B
+            parser.add_argument(flag, type=typing.get_args(kind)[0], action="append", default=argparse.SUPPRESS,
+                                help=help_text.replace("(default: [])", "(repeat the option for several)"))
             continue
         choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else None
         parser.add_argument(flag, type=kind, choices=choices, default=argparse.SUPPRESS, help=help_text)
@@ -112,6 +117,8 @@ def _problem(error: Any) -> str:
     """One validation problem as ``field.path: message`` (a check across fields has no path)."""
     message = str(error["msg"]).removeprefix("Value error, ")
     where = ".".join(map(str, error["loc"]))
+    if len(error["loc"]) == 1:  # one field: name its command-line option too
+        where += f" (--{where.replace('_', '-')})"
     return f"{where}: {message}" if where else message
 
 

@@ -59,10 +59,16 @@ def print_table(rows: list[dict], limit: int | None = None) -> None:
 
 
 def answer_all(ref: str, heldout: list[dict]) -> list[str]:
-    from annotune.models.inference import generate, load_chat_model
+    from annotune.generation.config import GenerationConfig
+    from annotune.generation.loading import load_engine
 
-    cm = load_chat_model(ref)
-    return generate(cm, [item["messages"] for item in heldout], max_new_tokens=48, batch_size=40)
+    engine = load_engine(ref, max_batch=40)
+    try:
+        results = engine.generate(next(iter(engine.models)), [item["messages"] for item in heldout],
+                                  GenerationConfig(max_new_tokens=48))
+    finally:
+        engine.close()
+    return [r.text.strip() for r in results]
 
 
 def train_and_score(model: str, run_dir: Path, **overrides) -> dict:

@@ -109,7 +109,8 @@ def _filled(task_type: str, payload: dict[str, Any], reply: str, model: str) -> 
 def suggest(db: Database, project_name: str, model_ref: str, *, batch_size: int = 8, limit: int | None = None,
             max_new_tokens: int = 160, on_batch: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Fill drafts for ``project_name`` with ``model_ref`` (hub id, folder, GGUF or run folder)."""
-    from annotune.models.inference import generate, load_chat_model
+    from annotune.generation.config import GenerationConfig
+    from annotune.generation.loading import load_engine
 
     with db.transaction() as conn:
         project = find_project(conn, project_name)
@@ -117,12 +118,18 @@ def suggest(db: Database, project_name: str, model_ref: str, *, batch_size: int 
     counts = {"records": len(rows), "filled": 0, "unusable": 0}
     if not rows:
         return counts
-    cm = load_chat_model(model_ref)
-    label = model_label(model_ref)
+    with load_engine(model_ref, max_batch=batch_size) as engine:
+        _fill(db, project, rows, engine, GenerationConfig(max_new_tokens=max_new_tokens), model_label(model_ref),
+              batch_size, counts, on_batch)
+    return counts
+
+
+def _fill(db, project, rows, engine, cfg, label, batch_size, counts, on_batch) -> None:
+    name = next(iter(engine.models))
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
-        replies = generate(cm, [_prompt(project.task_type, row.payload) for row in batch], max_new_tokens,
-                           batch_size=batch_size)
+        replies = [r.text.strip() for r in engine.generate(name, [_prompt(project.task_type, row.payload)
+                                                                  for row in batch], cfg)]
         with db.transaction() as conn:
             for row, reply in zip(batch, replies):
                 filled = _filled(project.task_type, row.payload, reply, label)
@@ -137,4 +144,3 @@ def suggest(db: Database, project_name: str, model_ref: str, *, batch_size: int 
                 counts["filled"] += changed.rowcount
         if on_batch:
             on_batch(min(start + batch_size, len(rows)), len(rows))
-    return counts

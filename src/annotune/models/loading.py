@@ -2,7 +2,7 @@
 
 A reference is one of: the embedded default (``smollm2-135m``), a local folder in Hugging Face layout, a
 ``.gguf`` file, or a Hugging Face hub id (``EleutherAI/pythia-160m``). Run folders are resolved by
-:mod:`annotune.models.inference`, which reads the base reference from the run itself.
+:class:`annotune.runs.RunFolder`, which reads the base model's recorded identity from the run itself.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ class ModelRef:
     ref: str
     kind: str  # embedded | folder | gguf | hub
     path: str  # a local folder for embedded/folder/gguf, the hub id for hub
-
-    def to_dict(self) -> dict[str, str]:
-        return {"ref": self.ref, "kind": self.kind, "path": self.path}
+    revision: str | None = None  # hub models: the commit to load (recorded by training)
 
 
 def resolve_model(ref: str) -> ModelRef:
@@ -78,6 +76,8 @@ def _from_pretrained(loader, model: ModelRef, **kwargs):
     """Call a transformers loader; hub ids try the local cache first so offline machines answer fast."""
     if model.kind != "hub":
         return loader.from_pretrained(model.path, **kwargs)
+    if model.revision:
+        kwargs["revision"] = model.revision
     try:
         return loader.from_pretrained(model.path, local_files_only=True, **kwargs)
     except (OSError, ValueError):

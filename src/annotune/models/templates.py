@@ -102,7 +102,7 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 def conversation_token_counter(model_ref: str) -> Callable[[Conversation], int]:
     """A function giving each conversation's length in tokens under ``model_ref``'s tokenizer and template."""
-    from annotune.models.inference import load_tokenizer_for
+    from annotune.generation.loading import describe
 
-    tokenizer = load_tokenizer_for(model_ref)
+    tokenizer = describe(model_ref).tokenizer
     return lambda conv: len(tokenizer(render(tokenizer, conv.as_template_input()), add_special_tokens=False)["input_ids"])

@@ -33,8 +33,13 @@ def _base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def forward_parameters(model) -> set[str]:
+    """The keyword arguments the (unwrapped) model's forward takes."""
+    return set(inspect.signature(type(_base(model)).forward).parameters)
+
+
 def supports_logits_to_keep(model) -> bool:
-    return "logits_to_keep" in inspect.signature(type(_base(model)).forward).parameters
+    return "logits_to_keep" in forward_parameters(model)
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from annotune.conversation import Conversation
 from annotune.dataset.formats import capped_lines
 from annotune.errors import AnnotuneError, DataError
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
+from annotune.models.identity import identity
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
 from annotune.train import batching, checkpoint, rundir
 from annotune.train.distributed import Dist, setup
@@ -187,7 +188,7 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, preci
     if data.val_convs:
         write_dataset(data.val_convs, run_dir / "data" / "val.jsonl", "openai")
     rundir.write_run_info(
-        run_dir, status="training", method=cfg.method, base_model=model_ref.to_dict(), precision=precision,
+        run_dir, status="training", method=cfg.method, base_model=identity(model_ref), precision=precision,
         examples={"train": len(data.train), "val": len(data.val)},
         supervised_tokens={"train": sum(e.supervised for e in data.train)},
         stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),

@@ -1,0 +1,435 @@
+"""The generation engine: continuous batching over one model's KV cache, on a thread of its own.
+
+Requests join the running batch as soon as there is room (their prompts are prefilled together and their cache
+rows merged in, left-padded to the batch's width) and leave it the step they finish, so a short answer never waits
+for a long one. Each request has its own sampling settings, stop strings and seed. Several LoRA runs on one base
+share the base weights: each row of a batch names its adapter (PEFT's mixed-adapter forward).
+
+Callers use :meth:`Engine.generate` (many answers, blocking), :meth:`Engine.stream` (text pieces, blocking) or
+:meth:`Engine.astream` (events, asyncio); all three submit :class:`Job`s to the same scheduler. Closing a stream
+cancels its job: the row leaves the batch at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from annotune.errors import AnnotuneError
+from annotune.generation.config import GenerationConfig
+from annotune.generation.text import TextAssembler
+
+log = logging.getLogger(__name__)
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+
+
+class ContextLengthError(AnnotuneError):
+    """The prompt plus the answer's token budget does not fit the model's context."""
+
+    index: int = 0  # which conversation, in :meth:`Engine.generate`
+
+
+class EngineBusy(AnnotuneError):
+    """The waiting queue is full; try again shortly."""
+
+
+class UnknownModel(AnnotuneError):
+    """No served model has that name."""
+
+
+@dataclass
+class ServedModel:
+    """One name the engine answers to: a run (its adapter, template, stop tokens, system prompt) or a base model."""
+
+    name: str
+    tokenizer: Any
+    stop_ids: frozenset[int]
+    context: int  # most tokens (prompt + answer) the model can attend over
+    adapter: str | None = None  # adapter name inside the engine's model; None: the weights as loaded
+    system: str | None = None  # the training chats' shared system prompt, used when a request gives none
+    parent: str | None = None  # the base model's name, for listings
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # fast tokenizers are not re-entrant
+
+    def with_system(self, messages: list[dict]) -> list[dict]:
+        if self.system and (not messages or messages[0]["role"] != "system"):
+            return [{"role": "system", "content": self.system}, *messages]
+        return messages
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        from annotune.models.templates import prompt_ids
+
+        with self.lock:
+            return prompt_ids(self.tokenizer, self.with_system(messages))
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]  # every generated id, the stop token included
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # stop (stop token or string) | length (max tokens) | cancelled
+    model: str
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+
+
+Sink = Callable[[str, Any], None]  # (kind, value): ("text", str) | ("done", GenerationResult) | ("error", exc)
+_ids = itertools.count(1)
+
+
+class Job:
+    """One request inside the engine. Its events go to ``sink`` from the engine's thread."""
+
+    def __init__(self, served: ServedModel, prompt: list[int], cfg: GenerationConfig, sink: Sink):
+        self.id = next(_ids)
+        self.served, self.prompt, self.cfg, self.sink = served, prompt, cfg, sink
+        seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        self.generator = torch.Generator().manual_seed(seed) if cfg.temperature > 0 else None
+        self.text = TextAssembler(served.tokenizer, cfg.stop)
+        self.cancelled = threading.Event()
+        self.done = False
+        self.started = time.perf_counter()
+        self.first_token: float | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def finish(self, reason: str) -> None:
+        with self.served.lock:
+            tail = self.text.add(None, final=True)
+        if tail:
+            self.sink("text", tail)
+        self.done = True
+        now = time.perf_counter()
+        self.sink("done", GenerationResult(
+            self.text.text, list(self.text.ids), len(self.prompt), len(self.text.ids), reason, self.served.name,
+            now - self.started, None if self.first_token is None else self.first_token - self.started))
+
+
+class Engine:
+    """Continuous batching for one loaded model and the names (runs, base) it serves."""
+
+    def __init__(self, model, models: dict[str, ServedModel], device: str = "cpu", max_batch: int = 16,
+                 max_waiting: int = 256, prefill_tokens: int = 2048):
+        from annotune.train.model_setup import forward_parameters
+
+        self.model, self.models, self.device = model, models, device
+        self.max_batch, self.max_waiting, self.prefill_tokens = max_batch, max_waiting, prefill_tokens
+        self._mixed = any(m.adapter for m in models.values())
+        params = forward_parameters(model)
+        self._keep_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.2x
+        self._pad = next(iter(models.values())).tokenizer.pad_token_id or 0
+        self._waiting: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._reset_batch()
+        self._thread = threading.Thread(target=self._loop, name="annotune-engine", daemon=True)
+        self._thread.start()
+
+    # ---- submitting -------------------------------------------------------------------------------------------
+    def served(self, name: str) -> ServedModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModel(f"no model named {name!r}; this engine serves: {', '.join(self.models)}") from None
+
+    def prepare(self, name: str, messages: list[dict], cfg: GenerationConfig,
+                budget_given: bool = True) -> tuple[ServedModel, list[int], GenerationConfig]:
+        """The prompt's ids and the config to run with; refuses what cannot fit the context.
+
+        With ``budget_given`` False the answer may use whatever the context leaves, up to ``cfg.max_new_tokens``.
+        """
+        served = self.served(name)
+        prompt = served.prompt_ids(messages)
+        room = served.context - len(prompt)
+        if room < 1 or (budget_given and cfg.max_new_tokens > room):
+            raise ContextLengthError(
+                f"this model's context is {served.context} tokens; the prompt has {len(prompt)} and "
+                f"{cfg.max_new_tokens} more were asked for the answer. Shorten the conversation or ask for fewer "
+                "tokens")
+        if cfg.max_new_tokens > room:
+            cfg = cfg.model_copy(update={"max_new_tokens": room})
+        return served, prompt, cfg
+
+    def submit(self, served: ServedModel, prompt: list[int], cfg: GenerationConfig, sink: Sink,
+               wait: bool = False) -> Job:
+        """Queue a prepared request. Raises :class:`EngineBusy` when the queue is full, unless ``wait``."""
+        job = Job(served, prompt, cfg, sink)
+        with self._cond:
+            while len(self._waiting) >= self.max_waiting:
+                if not wait:
+                    raise EngineBusy(f"{len(self._waiting)} requests are waiting; try again in a few seconds")
+                self._cond.wait()
+            if self._closing:
+                raise EngineBusy("the engine is shutting down")
+            self._waiting.append(job)
+            self._cond.notify_all()
+        return job
+
+    @property
+    def load(self) -> tuple[int, int]:
+        """(requests generating, requests waiting)."""
+        return len(self._rows), len(self._waiting)
+
+    # ---- the three ways to use it -------------------------------------------------------------------------------
+    def generate(self, name: str, conversations: list[list[dict]], cfg: GenerationConfig | None = None,
+                 on_result: Callable[[int, GenerationResult], None] | None = None) -> list[GenerationResult]:
+        """Answer every conversation (continuously batched); ``on_result(i, result)`` as each one finishes."""
+        cfg = cfg or GenerationConfig()
+        prepared = []
+        for index, msgs in enumerate(conversations):  # every error before any work
+            try:
+                prepared.append(self.prepare(name, msgs, cfg))
+            except ContextLengthError as exc:
+                exc.index = index
+                raise
+        results: list[GenerationResult | None] = [None] * len(prepared)
+        finished: queue.Queue = queue.Queue()
+        jobs = []
+        try:
+            for i, (served, prompt, run_cfg) in enumerate(prepared):
+                jobs.append(self.submit(served, prompt, run_cfg, _collect(finished, i), wait=True))
+                _drain(finished, results, on_result, block=False)
+            while any(r is None for r in results):
+                _drain(finished, results, on_result, block=True)
+        finally:
+            for job in jobs:
+                job.cancel()  # a no-op for finished jobs; frees the batch if the caller was interrupted
+        return results  # type: ignore[return-value]
+
+    def stream(self, name: str, messages: list[dict], cfg: GenerationConfig | None = None) -> TextStream:
+        served, prompt, run_cfg = self.prepare(name, messages, cfg or GenerationConfig())
+        events: queue.Queue = queue.Queue()
+        job = self.submit(served, prompt, run_cfg, lambda kind, value: events.put((kind, value)), wait=True)
+        return TextStream(job, events)
+
+    async def astream(self, served: ServedModel, prompt: list[int], cfg: GenerationConfig) -> AsyncIterator[tuple]:
+        """Events of one prepared request: ("text", piece) ... then ("done", result). Cancelled when left early."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        job = self.submit(served, prompt, cfg, lambda kind, value: loop.call_soon_threadsafe(
+            events.put_nowait, (kind, value)))
+        try:
+            while True:
+                kind, value = await events.get()
+                if kind == "error":
+                    raise value
+                yield kind, value
+                if kind == "done":
+                    return
+        finally:
+            job.cancel()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish what is in flight, then stop the scheduler thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # ---- the scheduler ------------------------------------------------------------------------------------------
+    def _reset_batch(self) -> None:
+        self._rows: list[Job] = []
+        self._cache = None
+        self._mask = self._positions = self._last = None
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._rows and not self._closing:
+                    self._cond.wait()
+                if self._closing and not self._waiting and not self._rows:
+                    return
+                admitted = []
+                while self._waiting and len(self._rows) + len(admitted) < self.max_batch:
+                    job = self._waiting.popleft()
+                    if job.cancelled.is_set():
+                        job.finish("cancelled")
+                    else:
+                        admitted.append(job)
+                self._cond.notify_all()  # room in the queue for blocked submitters
+            try:
+                with torch.inference_mode():
+                    for group in self._prefill_groups(admitted):
+                        self._prefill(group)
+                    if self._rows:
+                        self._decode()
+            except BaseException as exc:  # noqa: BLE001 - handed to every affected caller, the engine stays up
+                log.exception("generation failed")
+                for job in {id(j): j for j in [*self._rows, *admitted]}.values():
+                    if not job.done:
+                        job.done = True
+                        job.sink("error", exc)
+                self._reset_batch()
+
+    def _prefill_groups(self, jobs: list[Job]) -> Iterator[list[Job]]:
+        """Prompts prefilled together, each group padded to its longest within the token budget."""
+        group: list[Job] = []
+        for job in sorted(jobs, key=lambda j: len(j.prompt)):
+            if group and len(job.prompt) * (len(group) + 1) > self.prefill_tokens:
+                yield group
+                group = []
+            group.append(job)
+        if group:
+            yield group
+
+    def _forward(self, jobs: list[Job], cache, **kwargs):
+        kwargs[self._cache_arg] = cache
+        if self._mixed:
+            kwargs["adapter_names"] = [j.served.adapter or BASE_ADAPTER for j in jobs]
+        return self.model(use_cache=True, **self._keep_kwargs, **kwargs).logits[:, -1, :].float()
+
+    def _prefill(self, jobs: list[Job]) -> None:
+        from transformers import DynamicCache
+
+        width = max(len(j.prompt) for j in jobs)
+        ids = torch.tensor([[self._pad] * (width - len(j.prompt)) + j.prompt for j in jobs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(j.prompt)) + [1] * len(j.prompt) for j in jobs], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self._forward(jobs, cache, input_ids=ids, attention_mask=mask, position_ids=positions)
+        self._merge(jobs, cache, mask, positions[:, -1] + 1)
+        self._advance(jobs, logits, first=True)
+
+    def _decode(self) -> None:
+        mask = torch.cat([self._mask, self._mask.new_ones(len(self._rows), 1)], dim=1)
+        logits = self._forward(self._rows, self._cache, input_ids=self._last[:, None], attention_mask=mask,
+                               position_ids=self._positions[:, None])
+        self._mask = mask
+        self._positions = self._positions + 1
+        self._advance(list(self._rows), logits)
+
+    def _merge(self, jobs: list[Job], cache, mask: torch.Tensor, positions: torch.Tensor) -> None:
+        """Add prefilled rows to the batch: both sides left-padded to one width, then stacked."""
+        last = torch.full((len(jobs),), self._pad, dtype=torch.long, device=self.device)
+        if self._cache is None:
+            self._rows, self._cache, self._mask, self._positions, self._last = list(jobs), cache, mask, positions, last
+            return
+        width = max(self._mask.shape[1], mask.shape[1])
+        for mine, theirs in zip(self._cache.layers, cache.layers):
+            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
+            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+        self._mask = torch.cat([F.pad(self._mask, (width - self._mask.shape[1], 0)),
+                                F.pad(mask, (width - mask.shape[1], 0))])
+        self._positions = torch.cat([self._positions, positions])
+        self._last = torch.cat([self._last, last])
+        self._rows.extend(jobs)
+
+    def _advance(self, jobs: list[Job], logits: torch.Tensor, first: bool = False) -> None:
+        """Sample one token per row, hand out its text, and drop the rows that are done."""
+        from annotune.generation.sampling import sample
+
+        tokens = sample(logits, [j.cfg for j in jobs], [j.generator for j in jobs])
+        offset = len(self._rows) - len(jobs) if first else 0  # prefilled rows were appended at the end
+        keep = []
+        for i, (job, token) in enumerate(zip(jobs, tokens)):
+            reason = self._take(job, token)
+            if reason is None:
+                keep.append(offset + i)
+                self._last[offset + i] = token
+            else:
+                job.finish(reason)
+        if first:
+            keep = list(range(offset)) + keep
+        if len(keep) < len(self._rows):
+            self._select(keep)
+
+    def _take(self, job: Job, token: int) -> str | None:
+        """Give ``token`` to ``job``; the finish reason if it ended the answer."""
+        if job.first_token is None:
+            job.first_token = time.perf_counter()
+        if job.cancelled.is_set():
+            return "cancelled"
+        if token in job.served.stop_ids:
+            job.text.ids.append(token)
+            return "stop"
+        with job.served.lock:
+            piece = job.text.add(token)
+        if piece:
+            job.sink("text", piece)
+        if job.text.stopped:
+            return "stop"
+        return "length" if len(job.text.ids) >= job.cfg.max_new_tokens else None
+
+    def _select(self, keep: list[int]) -> None:
+        """Keep only the rows ``keep``, and drop cache columns that are padding in every remaining row."""
+        self._rows = [self._rows[i] for i in keep]
+        if not self._rows:
+            self._reset_batch()
+            return
+        index = torch.tensor(keep, device=self.device)
+        self._mask, self._positions, self._last = self._mask[index], self._positions[index], self._last[index]
+        start = int((self._mask.sum(0) > 0).nonzero()[0])
+        self._mask = self._mask[:, start:]
+        for layer in self._cache.layers:
+            layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
+
+
+def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """[batch, heads, length, dim] padded with zeros on the left of the length axis to ``width``."""
+    return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))
+
+
+class TextStream:
+    """The text of one answer, piece by piece; ``result`` once it is done. Closing it early cancels the job."""
+
+    def __init__(self, job: Job, events: queue.Queue):
+        self.job, self._events = job, events
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                kind, value = self._events.get()
+                if kind == "error":
+                    raise value
+                if kind == "done":
+                    self.result = value
+                    return
+                yield value
+        finally:
+            self.job.cancel()
+
+    def close(self) -> None:
+        self.job.cancel()
+
+
+def _collect(finished: queue.Queue, index: int) -> Sink:
+    def sink(kind: str, value: Any) -> None:
+        if kind in ("done", "error"):
+            finished.put((index, kind, value))
+    return sink
+
+
+def _drain(finished: queue.Queue, results: list, on_result, block: bool) -> None:
+    while True:
+        try:
+            index, kind, value = finished.get(block=block)
+        except queue.Empty:
+            return
+        if kind == "error":
+            raise value
+        results[index] = value
+        if on_result:
+            on_result(index, value)
+        block = False

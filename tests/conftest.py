@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import tiny_model  # noqa: E402
+from serve_fixtures import memorized, serve  # noqa: E402,F401  (fixtures for tests/serve)
 from workbench_fixtures import (  # noqa: E402,F401  (fixtures for tests/annotate)
     db_url, postgres_server, quick_password_hashing, start_server)
 
@@ -27,6 +28,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     built["gpt_neox"] = tiny_model.build(root / "gpt_neox", template="none", arch="gpt_neox")
     built["qwen2"] = tiny_model.build(root / "qwen2", template="chatml", arch="qwen2")
     return built
+
+
+@pytest.fixture(scope="session")
+def lively_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny models whose random weights are scaled up so that they generate varied text, per architecture."""
+    root = tmp_path_factory.mktemp("lively")
+    return {arch: tiny_model.build(root / arch, template="none" if arch == "gpt_neox" else "chatml", arch=arch,
+                                   scale=8.0) for arch in ("llama", "gpt_neox", "qwen2")}
 
 
 @pytest.fixture(scope="session")

@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     from annotune.annotate.cli import register as register_workbench
     from annotune.dataset.cli import register as register_data
     from annotune.ingest.cli import register as register_ingest
+    from annotune.serve.cli import register as register_serve
 
     parser = argparse.ArgumentParser(prog="annotune", description="Fine-tune open LLMs on your domain knowledge.")
     parser.add_argument("--version", action="version", version=f"annotune {__version__}")
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_data(sub)
     register_ingest(sub)
     register_workbench(sub)
+    register_serve(sub)
     return parser
 
 

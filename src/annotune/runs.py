@@ -76,5 +76,8 @@ class RunFolder:
         return resolve_recorded(self.info["base_model"], self.path)
 
     def base_label(self) -> str:
+        """The base model's name as `serve` would call it when served itself."""
         base = self.info.get("base_model", {})
+        if base.get("kind") in ("folder", "gguf"):
+            return Path(base.get("path") or base["ref"]).name
         return base.get("name") or base.get("ref") or "?"

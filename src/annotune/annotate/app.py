@@ -27,19 +27,12 @@ from annotune.annotate.db import Database, open_database
 from annotune.annotate.errors import Forbidden, Throttled, Unauthorized, WorkbenchError
 from annotune.annotate.queue import LEASE_SECONDS
 from annotune.errors import AnnotuneError
+from annotune.web import SecurityHeaders
 
 SESSION_COOKIE = "annotune_session"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 MAX_UPLOAD = 20 * 1024 * 1024  # bytes in one request body
 HERE = Path(__file__).parent
-SECURITY_HEADERS = {
-    # Scripts and styles come only from /static: injected markup could not run even if escaping failed.
-    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",
-    "x-frame-options": "DENY",
-}
 
 
 @dataclass(frozen=True)
@@ -49,8 +42,8 @@ class Settings:
     secure_cookies: bool = False  # set when served over HTTPS (behind a proxy)
 
 
-class LimitsAndHeaders:
-    """Refuse request bodies over ``max_upload`` bytes (413) and add the security headers to every response."""
+class BodyLimit:
+    """Refuse request bodies over ``max_upload`` bytes (413)."""
 
     def __init__(self, app: ASGIApp, max_upload: int) -> None:
         self.app, self.max_upload = app, max_upload
@@ -73,15 +66,8 @@ class LimitsAndHeaders:
                 raise _BodyTooLarge()
             return message
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-                message = {**message, "headers": headers}
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, send_with_headers)
+            await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
             await _too_large(self.max_upload)(scope, receive, send)
 
@@ -220,5 +206,6 @@ def create_app(db_url: str | None = None, settings: Settings | None = None, db: 
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_error_handlers(app)
-    app.add_middleware(LimitsAndHeaders, max_upload=app.state.settings.max_upload)
+    app.add_middleware(BodyLimit, max_upload=app.state.settings.max_upload)
+    app.add_middleware(SecurityHeaders)  # outermost: a refused body's 413 carries the headers too
     return app

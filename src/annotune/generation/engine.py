@@ -101,20 +101,28 @@ class Job:
         self.text = TextAssembler(served.tokenizer, cfg.stop)
         self.cancelled = threading.Event()
         self.done = False
+        self.reason: str | None = None  # how it finished
         self.started = time.perf_counter()
         self.first_token: float | None = None
 
     def cancel(self) -> None:
         self.cancelled.set()
 
+    def emit(self, kind: str, value: Any) -> None:
+        """Hand an event to the caller; a caller that is gone (its event loop closed) cancels the job."""
+        try:
+            self.sink(kind, value)
+        except RuntimeError:
+            self.cancel()
+
     def finish(self, reason: str) -> None:
         with self.served.lock:
             tail = self.text.add(None, final=True)
         if tail:
-            self.sink("text", tail)
-        self.done = True
+            self.emit("text", tail)
+        self.done, self.reason = True, reason
         now = time.perf_counter()
-        self.sink("done", GenerationResult(
+        self.emit("done", GenerationResult(
             self.text.text, list(self.text.ids), len(self.prompt), len(self.text.ids), reason, self.served.name,
             now - self.started, None if self.first_token is None else self.first_token - self.started))
 
@@ -217,22 +225,13 @@ class Engine:
         job = self.submit(served, prompt, run_cfg, lambda kind, value: events.put((kind, value)), wait=True)
         return TextStream(job, events)
 
-    async def astream(self, served: ServedModel, prompt: list[int], cfg: GenerationConfig) -> AsyncIterator[tuple]:
-        """Events of one prepared request: ("text", piece) ... then ("done", result). Cancelled when left early."""
+    def astream(self, served: ServedModel, prompt: list[int], cfg: GenerationConfig) -> AsyncEvents:
+        """Submit a prepared request now (EngineBusy is raised here) and return its events for asyncio."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         job = self.submit(served, prompt, cfg, lambda kind, value: loop.call_soon_threadsafe(
             events.put_nowait, (kind, value)))
-        try:
-            while True:
-                kind, value = await events.get()
-                if kind == "error":
-                    raise value
-                yield kind, value
-                if kind == "done":
-                    return
-        finally:
-            job.cancel()
+        return AsyncEvents(job, events)
 
     def __enter__(self) -> Engine:
         return self
@@ -279,7 +278,7 @@ class Engine:
                 for job in {id(j): j for j in [*self._rows, *admitted]}.values():
                     if not job.done:
                         job.done = True
-                        job.sink("error", exc)
+                        job.emit("error", exc)
                 self._reset_batch()
 
     def _prefill_groups(self, jobs: list[Job]) -> Iterator[list[Job]]:
@@ -366,7 +365,7 @@ class Engine:
         with job.served.lock:
             piece = job.text.add(token)
         if piece:
-            job.sink("text", piece)
+            job.emit("text", piece)
         if job.text.stopped:
             return "stop"
         return "length" if len(job.text.ids) >= job.cfg.max_new_tokens else None
@@ -411,6 +410,28 @@ class TextStream:
             self.job.cancel()
 
     def close(self) -> None:
+        self.job.cancel()
+
+
+class AsyncEvents:
+    """("text", piece) ... then ("done", result) of one job, in an event loop. Leaving early cancels the job."""
+
+    def __init__(self, job: Job, events: asyncio.Queue):
+        self.job, self._events = job, events
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
+        try:
+            while True:
+                kind, value = await self._events.get()
+                if kind == "error":
+                    raise value
+                yield kind, value
+                if kind == "done":
+                    return
+        finally:
+            self.job.cancel()
+
+    def cancel(self) -> None:
         self.job.cancel()
 
 

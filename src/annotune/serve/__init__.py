@@ -1,0 +1,1 @@
+"""`annotune serve`: tuned runs behind an OpenAI-compatible API and a chat page."""

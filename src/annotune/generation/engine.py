@@ -60,6 +60,7 @@ class ServedModel:
     adapter: str | None = None  # adapter name inside the engine's model; None: the weights as loaded
     system: str | None = None  # the training chats' shared system prompt, used when a request gives none
     parent: str | None = None  # the base model's name, for listings
+    source: str = ""  # the reference it was loaded from, as given
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # fast tokenizers are not re-entrant
 
     def with_system(self, messages: list[dict]) -> list[dict]:
@@ -143,6 +144,7 @@ class Engine:
         self._pad = next(iter(models.values())).tokenizer.pad_token_id or 0
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
+        self._model_lock = threading.Lock()  # the scheduler's steps and score() take turns on the model
         self._closing = False
         self._reset_batch()
         self._thread = threading.Thread(target=self._loop, name="annotune-engine", daemon=True)
@@ -194,14 +196,17 @@ class Engine:
         return len(self._rows), len(self._waiting)
 
     # ---- the three ways to use it -------------------------------------------------------------------------------
-    def generate(self, name: str, conversations: list[list[dict]], cfg: GenerationConfig | None = None,
+    def generate(self, name: str | list[str], conversations: list[list[dict]], cfg: GenerationConfig | None = None,
                  on_result: Callable[[int, GenerationResult], None] | None = None) -> list[GenerationResult]:
-        """Answer every conversation (continuously batched); ``on_result(i, result)`` as each one finishes."""
+        """Answer every conversation (continuously batched); ``on_result(i, result)`` as each one finishes.
+
+        ``name`` is the model for all of them, or a list naming each one's model (batched together)."""
         cfg = cfg or GenerationConfig()
+        names = name if isinstance(name, list) else [name] * len(conversations)
         prepared = []
-        for index, msgs in enumerate(conversations):  # every error before any work
+        for index, (model, msgs) in enumerate(zip(names, conversations)):  # every error before any work
             try:
-                prepared.append(self.prepare(name, msgs, cfg))
+                prepared.append(self.prepare(model, msgs, cfg))
             except ContextLengthError as exc:
                 exc.index = index
                 raise
@@ -232,6 +237,26 @@ class Engine:
         job = self.submit(served, prompt, cfg, lambda kind, value: loop.call_soon_threadsafe(
             events.put_nowait, (kind, value)))
         return AsyncEvents(job, events)
+
+    def score(self, name: str, conversations: list) -> list[tuple[float, int]]:
+        """(summed negative log-likelihood, token count) of each conversation's trained (assistant) tokens under
+        model ``name``, with its chat template: how likely the model finds reference answers."""
+        from annotune.models.templates import IGNORE, encode
+
+        served = self.served(name)
+        out = []
+        with self._model_lock, torch.inference_mode():
+            for conv in conversations:
+                with served.lock:
+                    encoded = encode(served.tokenizer, conv)
+                ids = torch.tensor([encoded.input_ids], device=self.device)
+                kwargs = {"adapter_names": [served.adapter or BASE_ADAPTER]} if self._mixed else {}
+                logits = self.model(input_ids=ids, **kwargs).logits[0].float()
+                targets = torch.tensor(encoded.targets, device=self.device)
+                keep = targets != IGNORE
+                nll = F.cross_entropy(logits[keep], targets[keep], reduction="sum")
+                out.append((float(nll), int(keep.sum())))
+        return out
 
     def __enter__(self) -> Engine:
         return self
@@ -268,7 +293,7 @@ class Engine:
                         admitted.append(job)
                 self._cond.notify_all()  # room in the queue for blocked submitters
             try:
-                with torch.inference_mode():
+                with self._model_lock, torch.inference_mode():
                     for group in self._prefill_groups(admitted):
                         self._prefill(group)
                     if self._rows:

@@ -34,6 +34,7 @@ class Spec:
     system: str | None = None
     adapter_dir: Path | None = None
     parent: str | None = None
+    source: str = ""
 
 
 def split_name(text: str) -> tuple[str | None, str]:
@@ -55,12 +56,12 @@ def describe(text: str) -> Spec:
         run.require_complete()
         tokenizer = run.tokenizer()
         return Spec(name or run.name, run.base(), tokenizer, run.stop_ids or stop_token_ids(tokenizer),
-                    run.default_system, run.adapter_dir, run.base_label())
+                    run.default_system, run.adapter_dir, run.base_label(), text)
     base = resolve_model(ref)
     tokenizer = load_tokenizer(base)
     ensure_chat_template(tokenizer)
     label = path.name if base.kind in ("folder", "gguf") else ref
-    return Spec(name or label, base, tokenizer, stop_token_ids(tokenizer))
+    return Spec(name or label, base, tokenizer, stop_token_ids(tokenizer), source=text)
 
 
 def load_engines(refs: list[str], device: str | None = None, dtype: str = "fp32", max_model_len: int | None = None,
@@ -108,7 +109,7 @@ def _build(specs: list[Spec], device: str, dtype, max_model_len: int | None, opt
         model.to(device)
     context = _context_length(model.config, max_model_len)
     served = {s.name: ServedModel(s.name, s.tokenizer, frozenset(s.stop_ids), context, internal[s.name], s.system,
-                                  s.parent) for s in specs}
+                                  s.parent, s.source) for s in specs}
     return Engine(model.eval(), served, device=device, **options)
 
 

@@ -113,6 +113,7 @@ def _add_inference(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from annotune.annotate.cli import register as register_workbench
     from annotune.dataset.cli import register as register_data
+    from annotune.evaluate.cli import register as register_evaluate
     from annotune.ingest.cli import register as register_ingest
     from annotune.serve.cli import register as register_serve
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_data(sub)
     register_ingest(sub)
     register_workbench(sub)
+    register_evaluate(sub)
     register_serve(sub)
     return parser
 

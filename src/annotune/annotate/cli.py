@@ -17,7 +17,7 @@ from annotune.config import at_least_one
 from annotune.errors import AnnotuneError, DataError
 
 
-def _db(args: argparse.Namespace, create: bool = False):
+def open_db(args: argparse.Namespace, create: bool = False):
     """The workbench database; only the commands that start one (serve, user add, project create, restore)
     create it, so a mistyped path elsewhere is an error instead of a new empty database."""
     from annotune.annotate.db import open_database
@@ -25,7 +25,7 @@ def _db(args: argparse.Namespace, create: bool = False):
     return open_database(args.db, create=create)
 
 
-def _client(args: argparse.Namespace):
+def api_client(args: argparse.Namespace):
     """The API client for ``--url``, with the token from $ANNOTUNE_TOKEN."""
     import os
 
@@ -75,7 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = Settings(lease_seconds=args.lease_minutes * 60, max_upload=args.max_upload_mb * 1024 * 1024,
                         secure_cookies=args.secure_cookies)
-    db = _db(args, create=True)  # migrated here, once, before any worker starts
+    db = open_db(args, create=True)  # migrated here, once, before any worker starts
     where = f"http://{args.host}:{args.port} (database {db.display_url}"
     if args.workers == 1:
         print(f"workbench on {where})", flush=True)
@@ -94,7 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_user(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
-    db = _db(args, create=args.user_command == "add")
+    db = open_db(args, create=args.user_command == "add")
     if args.user_command == "list":
         with db.transaction(readonly=True) as conn:
             users = store.list_users(conn)
@@ -117,7 +117,7 @@ def run_user(args: argparse.Namespace) -> int:
 def run_token(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
-    with _db(args).transaction() as conn:
+    with open_db(args).transaction() as conn:
         token = store.create_token(conn, store.find_user(conn, args.name), args.label or "")
     print(token)
     print(f"API token for {args.name}: shown once, keep it secret (export ANNOTUNE_TOKEN=...)", file=sys.stderr)
@@ -140,7 +140,7 @@ def run_project(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
     guidelines = _read_guidelines(getattr(args, "guidelines", None))
-    with _db(args, create=args.project_command == "create").transaction() as conn:
+    with open_db(args, create=args.project_command == "create").transaction() as conn:
         if args.project_command == "create":
             labels = [label for label in (args.labels or "").split(",") if label.strip()]
             project = store.create_project(conn, args.name, args.type, guidelines, labels, args.overlap)
@@ -159,7 +159,7 @@ def run_project(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from annotune.annotate import importing, store
 
-    with _db(args).transaction() as conn:
+    with open_db(args).transaction() as conn:
         project = store.find_project(conn, args.project)
         result = importing.import_file(conn, project, args.file, args.kind, args.format)
     drafts = f"; {result.drafts} wait for drafts (`annotune workbench suggest {args.project} --model ...`)" \
@@ -179,7 +179,7 @@ def run_suggest(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
-    counts = suggest(_db(args), args.project, args.model, batch_size=args.batch_size, limit=args.limit,
+    counts = suggest(open_db(args), args.project, args.model, batch_size=args.batch_size, limit=args.limit,
                      max_new_tokens=args.max_new_tokens, on_batch=on_batch)
     bar.close()
     print(f"{counts['filled']} of {counts['records']} record(s) got drafts from {args.model}"
@@ -191,9 +191,9 @@ def run_stats(args: argparse.Namespace) -> int:
     from annotune.annotate import stats, store
 
     if args.url:
-        result = _client(args).stats(args.project)
+        result = api_client(args).stats(args.project)
     else:
-        with _db(args).transaction() as conn:
+        with open_db(args).transaction() as conn:
             result = stats.project_stats(conn, store.find_project(conn, args.project))
     print(json.dumps(result, indent=2) if args.json else stats.format_stats(result))
     return 0
@@ -203,9 +203,9 @@ def run_export(args: argparse.Namespace) -> int:
     from annotune.annotate import exporting, store
 
     if args.url:
-        count = _client(args).export(args.project, args.to, args.out, args.include_pending, args.min_score)
+        count = api_client(args).export(args.project, args.to, args.out, args.include_pending, args.min_score)
     else:
-        with _db(args).transaction() as conn:
+        with open_db(args).transaction() as conn:
             project = store.find_project(conn, args.project)
             count = exporting.export_project(conn, project, args.to, args.out, args.include_pending, args.min_score)
     print(f"wrote {count} example(s) to {args.out} ({args.to}); check it with `annotune data validate {args.out}`")
@@ -215,7 +215,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_backup(args: argparse.Namespace) -> int:
     from annotune.annotate import backup
 
-    counts = backup.backup(_db(args), args.out)
+    counts = backup.backup(open_db(args), args.out)
     print(f"backed up {sum(counts.values())} rows to {args.out} "
           f"({', '.join(f'{n} {k}' for k, n in counts.items())})")
     return 0
@@ -225,7 +225,7 @@ def run_restore(args: argparse.Namespace) -> int:
     from annotune.annotate import backup
 
     backup.open_backup(args.file)[0].close()  # a clear error before an empty database is created
-    counts = backup.restore(_db(args, create=True), args.file)
+    counts = backup.restore(open_db(args, create=True), args.file)
     print(f"restored {sum(counts.values())} rows from {args.file}")
     return 0
 

@@ -134,8 +134,11 @@ def _answers(value: Any, where: str, problems: list[str]) -> Incoming | None:
     if messages is None:
         return None
     ext_id = value.get("id")
-    return Incoming({"messages": messages, "answers": answers}, value.get("source") if isinstance(
-        value.get("source"), dict) else None, str(ext_id) if ext_id is not None else None, where)
+    payload: dict[str, Any] = {"messages": messages, "answers": answers}
+    if isinstance(value.get("reference"), str) and value["reference"].strip():
+        payload["reference"] = value["reference"]  # shown to annotators beside the task (e.g. from evaluate)
+    return Incoming(payload, value.get("source") if isinstance(value.get("source"), dict) else None,
+                    str(ext_id) if ext_id is not None else None, where)
 
 
 def _from_conversations(path: Path, fmt: str | None) -> tuple[list[Incoming], list[str]]:
@@ -152,13 +155,23 @@ def _from_conversations(path: Path, fmt: str | None) -> tuple[list[Incoming], li
             problems.append(f"{where}:messages: the conversation must end with a user message (and its answer)")
             continue
         ext_id = conv.meta.get("id")
-        incoming.append(Incoming({"messages": messages, "answers": answers}, {"path": str(path), "location": where},
+        payload: dict[str, Any] = {"messages": messages, "answers": answers}
+        if isinstance(conv.meta.get("reference"), str) and conv.meta["reference"].strip():
+            payload["reference"] = conv.meta["reference"]
+        incoming.append(Incoming(payload, {"path": str(path), "location": where},
                                  str(ext_id) if ext_id is not None else None, where))
     return incoming, problems
 
 
 def _shape(task_type: str, kind: str, item: Incoming) -> tuple[dict[str, Any], str]:
     """The record payload for this task type, and whether it can be annotated now (open) or needs a draft."""
+    payload, status = _shape_payload(task_type, kind, item)
+    if "reference" in item.payload and task_type in ("correct", "rate", "compare"):
+        payload["reference"] = item.payload["reference"]
+    return payload, status
+
+
+def _shape_payload(task_type: str, kind: str, item: Incoming) -> tuple[dict[str, Any], str]:
     p = item.payload
     if kind == "chunks":
         if task_type == "write":

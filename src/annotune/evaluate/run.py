@@ -1,0 +1,176 @@
+"""`annotune evaluate`: answer held-out questions with each model (runs and baselines) through the generation
+engine, score the answers, and write results.json, answers.jsonl and report.html.
+
+All models on one base model share one engine, and their questions are batched together. The general-knowledge
+probe (probe.jsonl beside this file, everyday questions with accepted answers) runs on every model, so the report
+can say how many of the baseline's right answers a tuned run kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from annotune.conversation import Conversation, Message
+from annotune.evaluate import metrics
+from annotune.evaluate.data import Question, read_questions
+from annotune.generation.config import GenerationConfig
+
+PROBE = Path(__file__).with_name("probe.jsonl")
+ACCURACY_METRICS = ("key_accuracy", "exact_match", "token_f1", "rouge_l")  # reported with bootstrap intervals
+
+
+@dataclass
+class ModelResult:
+    name: str
+    ref: str
+    role: str  # "baseline" | "run"
+    answers: list[dict] = field(default_factory=list)  # per question: text, finish, scores
+    probe: list[bool] = field(default_factory=list)
+    loss: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def load_probe() -> list[dict]:
+    return [json.loads(line) for line in PROBE.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def probe_correct(answer: str, accept: list[str]) -> bool:
+    return any(re.search(rf"(?<![\w]){re.escape(a.lower())}(?![\w])", answer.lower()) for a in accept)
+
+
+def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: GenerationConfig,
+             data_format: str | None = None, probe: bool = True, judge=None, progress: bool = True) -> dict:
+    """Evaluate ``runs`` (and ``baselines``) on ``data``; writes the outputs into ``out`` and returns results."""
+    from annotune.evaluate.report import write_report
+    from annotune.generation.loading import load_engines, split_name
+
+    questions = read_questions(data, data_format)  # bad data is refused before any model loads
+    refs = [*baselines, *runs]
+    engines = load_engines(refs)
+    names = [name for engine in engines for name in engine.models]
+    by_ref = {served.source: served.name for engine in engines for served in engine.models.values()}
+    results = {by_ref[ref]: ModelResult(by_ref[ref], split_name(ref)[1], "baseline" if ref in baselines else "run")
+               for ref in refs}
+    probe_items = load_probe() if probe else []
+    started = time.perf_counter()
+    try:
+        _answer_all(engines, results, questions, probe_items, cfg, progress)
+        _score_losses(engines, results, questions)
+    finally:
+        for engine in engines:
+            engine.close()
+    seconds = time.perf_counter() - started
+    for result in results.values():
+        result.summary = _summary(result, questions)
+    judged = judge.judge_all(questions, results) if judge else None
+    report = _compare(results, questions, probe_items, names)
+    report.update(data=str(data), questions=len(questions), seconds=round(seconds, 1),
+                  generation=cfg.model_dump(), judge=judged)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "results.json", report)
+    _write_answers(out / "answers.jsonl", questions, results)
+    write_report(out / "report.html", report, questions, results, runs=[by_ref[r] for r in runs],
+                 run_dirs={by_ref[r]: split_name(r)[1] for r in runs})
+    return report
+
+
+def _answer_all(engines, results, questions: list[Question], probe_items: list[dict], cfg, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    prompts = [q.messages for q in questions] + [[{"role": "user", "content": p["question"]}] for p in probe_items]
+    total = sum(len(e.models) for e in engines) * len(prompts)
+    with tqdm(total=total, desc="answering", unit="answer", file=sys.stderr, disable=not progress) as bar:
+        for engine in engines:
+            models = [name for name in engine.models if name in results]
+            names = [name for name in models for _ in prompts]
+            answers = engine.generate(names, prompts * len(models), cfg, on_result=lambda i, r: bar.update())
+            for k, name in enumerate(models):
+                chunk = answers[k * len(prompts):(k + 1) * len(prompts)]
+                results[name].answers = [_scores(q, r) for q, r in zip(questions, chunk)]
+                results[name].probe = [probe_correct(r.text, p["accept"])
+                                       for p, r in zip(probe_items, chunk[len(questions):])]
+
+
+def _scores(question: Question, result) -> dict:
+    text = result.text.strip()
+    scores = {"exact_match": metrics.exact_match(text, question.reference),
+              "token_f1": metrics.token_f1(text, question.reference),
+              "rouge_l": metrics.rouge_l(text, question.reference)}
+    if question.keys:
+        scores["key_accuracy"] = metrics.key_hit(text, question.keys)
+    return {"text": text, "finish_reason": result.finish_reason, "tokens": result.completion_tokens, **scores}
+
+
+def _score_losses(engines, results, questions: list[Question]) -> None:
+    convs = [Conversation([Message(m["role"], m["content"]) for m in q.messages]
+                          + [Message("assistant", q.reference)]) for q in questions]
+    for engine in engines:
+        for name in engine.models:
+            if name not in results:
+                continue
+            scored = engine.score(name, convs)
+            for answer, (nll, count) in zip(results[name].answers, scored):
+                answer["reference_loss"] = nll / count if count else None
+            total = sum(c for _, c in scored)
+            results[name].loss = sum(n for n, _ in scored) / total if total else None
+
+
+def _summary(result: ModelResult, questions: list[Question]) -> dict:
+    summary: dict[str, Any] = {}
+    for metric in ACCURACY_METRICS:
+        values = [a[metric] for a in result.answers if metric in a]
+        if values:
+            low, high = metrics.bootstrap_ci(values)
+            summary[metric] = {"mean": metrics.mean(values), "ci95": [low, high], "n": len(values)}
+    summary["answer_words"] = metrics.mean([len(a["text"].split()) for a in result.answers])
+    summary["stopped_on_own"] = metrics.mean([float(a["finish_reason"] == "stop") for a in result.answers])
+    summary["reference_loss"] = result.loss
+    summary["reference_perplexity"] = math.exp(result.loss) if result.loss is not None else None
+    if result.probe:
+        summary["general_probe"] = {"correct": sum(result.probe), "of": len(result.probe)}
+    return summary
+
+
+def _compare(results: dict[str, ModelResult], questions, probe_items, names) -> dict:
+    baselines = [r for r in results.values() if r.role == "baseline"]
+    models = {}
+    for result in results.values():
+        entry: dict[str, Any] = {"ref": result.ref, "role": result.role, **result.summary}
+        if result.role == "run" and baselines:
+            base = baselines[0]
+            entry["against"] = base.name
+            entry["paired"] = {m: metrics.paired_test([a[m] for a in base.answers], [a[m] for a in result.answers])
+                               for m in ACCURACY_METRICS if m in result.summary}
+            if result.probe:
+                right = [i for i, ok in enumerate(base.probe) if ok]
+                kept = sum(result.probe[i] for i in right)
+                entry["retention"] = {"kept": kept, "of": len(right),
+                                      "share": kept / len(right) if right else None,
+                                      "lost": [probe_items[i]["id"] for i in right if not result.probe[i]]}
+        models[result.name] = entry
+    return {"models": models}
+
+
+def _write_json(path: Path, value: Any) -> None:
+    from annotune.dataset.files import write_atomically
+
+    write_atomically(path, [json.dumps(value, indent=2, ensure_ascii=False) + "\n"])
+
+
+def _write_answers(path: Path, questions: list[Question], results: dict[str, ModelResult]) -> None:
+    from annotune.dataset.files import write_atomically
+
+    def rows():
+        for i, q in enumerate(questions):
+            row = {"id": q.id, "messages": q.messages, "question": q.text, "reference": q.reference, "keys": q.keys,
+                   "answers": {name: r.answers[i] for name, r in results.items()}}
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+
+    write_atomically(path, rows())

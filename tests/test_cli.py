@@ -4,9 +4,9 @@ import json
 
 import pytest
 import yaml
+from conftest import run_cli
 
 from annotune.config import TrainConfig
-from conftest import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ status 1, naming the fact id and the problem, if any check fails:
 Output formats (one JSON object per line, UTF-8):
 
 train.jsonl    {"messages": [system, user, assistant], "id": "FACTID-tN"}
-heldout.jsonl  {"id": "FACTID-hN", "fact": FACTID, "messages": [system, user],
-                "key": KEY, "reference": ANSWER}
+heldout.jsonl  {"id": "FACTID-hN", "fact": FACTID, "messages": [system, user, assistant], "keys": [KEY]}
+               (the assistant message is the reference answer: `annotune evaluate`'s format)
 """
 
 from __future__ import annotations
@@ -132,9 +132,9 @@ def main() -> int:
             heldout_rows.append({
                 "id": f"{fid}-h{n}",
                 "fact": fid,
-                "messages": [sys_msg, {"role": "user", "content": q.strip()}],
-                "key": fact["key"],
-                "reference": answer,
+                "messages": [sys_msg, {"role": "user", "content": q.strip()},
+                             {"role": "assistant", "content": answer}],
+                "keys": [fact["key"]],
             })
     write_jsonl(TRAIN, train_rows)
     write_jsonl(HELDOUT, heldout_rows)

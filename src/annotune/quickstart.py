@@ -1,14 +1,15 @@
 """`annotune quickstart`: train the embedded model on the bundled support example and compare base vs tuned.
 
 The example (examples/support) holds a fictional company's support knowledge that no base model can know. The
-model trains on several phrasings of each fact and is scored on other phrasings held out from training: an answer
-counts as correct when it contains the fact's key string (case-insensitive).
+model trains on several phrasings of each fact and is scored by `annotune evaluate` on other phrasings held out
+from training: an answer counts as correct when it contains the fact's key string (case-insensitive). The held-out
+questions are only ever the test: training uses no validation split of them (nor of anything else), and nothing
+is chosen on them.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 import time
 from pathlib import Path
@@ -16,28 +17,13 @@ from pathlib import Path
 from annotune.errors import AnnotuneError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support"
+ANSWER_TOKENS = 48  # the example's answers are one sentence
 
 
 def example_dir() -> Path:
     if not (EXAMPLE / "train.jsonl").is_file():
         raise AnnotuneError(f"the bundled example is missing ({EXAMPLE}); run the quickstart from an annotune checkout")
     return EXAMPLE
-
-
-def load_heldout(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def is_correct(answer: str, key: str) -> bool:
-    return key.lower() in answer.lower()
-
-
-def _write_val(heldout: list[dict], path: Path) -> None:
-    """Held-out questions with their reference answers, for the validation loss during training."""
-    with path.open("w", encoding="utf-8") as fh:
-        for item in heldout:
-            messages = item["messages"] + [{"role": "assistant", "content": item["reference"]}]
-            fh.write(json.dumps({"messages": messages, "id": item["id"]}, ensure_ascii=False) + "\n")
 
 
 def _short(text: str, width: int) -> str:
@@ -58,70 +44,56 @@ def print_table(rows: list[dict], limit: int | None = None) -> None:
         print(f"... {len(rows) - limit} more rows in the report")
 
 
-def answer_all(ref: str, heldout: list[dict]) -> list[str]:
-    from annotune.generation.config import GenerationConfig
-    from annotune.generation.loading import load_engine
-
-    engine = load_engine(ref, max_batch=40)
-    try:
-        results = engine.generate(next(iter(engine.models)), [item["messages"] for item in heldout],
-                                  GenerationConfig(max_new_tokens=48))
-    finally:
-        engine.close()
-    return [r.text.strip() for r in results]
-
-
-def train_and_score(model: str, run_dir: Path, **overrides) -> dict:
-    """Train on the example's training chats, answer the held-out questions with base and tuned model, score."""
+def train_and_score(model: str, run_dir: Path, progress: bool = True, **overrides) -> dict:
+    """Train on the example's training chats, then evaluate base and tuned on the held-out questions."""
     from annotune.config import TrainConfig
+    from annotune.evaluate.run import evaluate
+    from annotune.generation.config import GenerationConfig
     from annotune.train.sft import train
 
     example = example_dir()
-    heldout = load_heldout(example / "heldout.jsonl")
-    staging = run_dir.with_name(run_dir.name + "-data")
-    staging.mkdir(parents=True, exist_ok=True)
-    # A quarter of the held-out questions give the validation loss; fewer keeps the epoch-end check cheap.
-    _write_val(heldout[::4], staging / "heldout-val.jsonl")
-    cfg = TrainConfig(data=str(example / "train.jsonl"), val_data=str(staging / "heldout-val.jsonl"), model=model,
-                      out=str(run_dir), overwrite=True, **overrides)
+    cfg = TrainConfig(**{"data": str(example / "train.jsonl"), "model": model, "out": str(run_dir),
+                         "overwrite": True, "val_size": 0, "progress": progress, **overrides})
     started = time.perf_counter()
-    try:
-        train(cfg)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    train(cfg)
     train_seconds = time.perf_counter() - started
-
-    print("\n[2/3] Answering the held-out questions with the base model ...")
-    base = answer_all(model, heldout)
-    print("[3/3] Answering them with the tuned model ...")
-    tuned = answer_all(str(run_dir), heldout)
-    rows = [{"id": item["id"], "question": item["messages"][-1]["content"], "key": item["key"], "base": b, "tuned": t,
-             "base_ok": is_correct(b, item["key"]), "tuned_ok": is_correct(t, item["key"])}
-            for item, b, t in zip(heldout, base, tuned)]
-    report = {"train_seconds": round(train_seconds, 1), "config": overrides,
-              "base_accuracy": sum(r["base_ok"] for r in rows) / len(rows),
-              "tuned_accuracy": sum(r["tuned_ok"] for r in rows) / len(rows), "rows": rows}
-    (run_dir / "quickstart.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    return report
+    print("\n[2/2] Answering the held-out questions with the base and the tuned model ...", flush=True)
+    results = evaluate([f"tuned={run_dir}"], str(example / "heldout.jsonl"), [f"base={model}"], run_dir / "eval",
+                       GenerationConfig(max_new_tokens=ANSWER_TOKENS), progress=progress)
+    answers = [json.loads(line) for line in (run_dir / "eval" / "answers.jsonl").read_text().splitlines()]
+    rows = [{"id": a["id"], "question": a["question"], "base": a["answers"]["base"]["text"],
+             "tuned": a["answers"]["tuned"]["text"], "base_ok": a["answers"]["base"]["key_accuracy"] == 1,
+             "tuned_ok": a["answers"]["tuned"]["key_accuracy"] == 1} for a in answers]
+    tuned = results["models"]["tuned"]
+    return {"train_seconds": round(train_seconds, 1), "config": overrides,
+            "base_accuracy": results["models"]["base"]["key_accuracy"]["mean"],
+            "tuned_accuracy": tuned["key_accuracy"]["mean"], "tuned_ci95": tuned["key_accuracy"]["ci95"],
+            "p_value": tuned["paired"]["key_accuracy"]["p_value"], "retention": tuned.get("retention"),
+            "rows": rows}
 
 
 def quickstart(out: str = "runs/quickstart", model: str = "smollm2-135m", epochs: int | None = None) -> int:
     example = example_dir()
     run_dir = Path(out)
     n_train = sum(1 for line in (example / "train.jsonl").read_text().splitlines() if line.strip())
-    n_heldout = len(load_heldout(example / "heldout.jsonl"))
+    n_heldout = sum(1 for line in (example / "heldout.jsonl").read_text().splitlines() if line.strip())
     print(f"annotune quickstart: {n_train} training chats about a fictional company, {n_heldout} held-out "
-          f"questions.\n\n[1/3] Fine-tuning {model} ...")
+          f"questions.\n\n[1/2] Fine-tuning {model} ...", flush=True)
     report = train_and_score(model, run_dir, **({"epochs": epochs} if epochs else {}))
     rows = report["rows"]
     print()
     print_table(rows, limit=20)
+    low, high = report["tuned_ci95"]
+    kept = report["retention"]
+    kept_line = (f"General questions the base model got right: the tuned model kept {kept['kept']} of "
+                 f"{kept['of']}.\n        " if kept else "")
     print(textwrap.dedent(f"""
         Held-out accuracy: base {report['base_accuracy']:.0%}  ->  tuned {report['tuned_accuracy']:.0%}  \
-({len(rows)} questions)
-        Training took {report['train_seconds']:.0f} s. The run is in {run_dir}/ (adapter, config, metrics, loss.png);
-        every answer is in {run_dir}/quickstart.json.
+(95% interval {low:.0%}-{high:.0%}, {len(rows)} questions, p = {report['p_value']:.4f})
+        {kept_line}Training took {report['train_seconds']:.0f} s. The run is in {run_dir}/ (adapter, config, metrics, \
+loss.png);
+        the evaluation is in {run_dir}/eval/ (report.html, answers.jsonl, results.json).
         Chat with it:  annotune chat {run_dir}
-        One answer:    annotune chat {run_dir} --prompt "What does error E27 mean?"
+        Serve it:      annotune serve {run_dir}    (chat page and OpenAI-compatible API on http://127.0.0.1:8000)
     """).rstrip())
     return 0

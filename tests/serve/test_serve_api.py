@@ -12,10 +12,9 @@ import time
 import httpx
 import openai
 import pytest
+from conftest import BIN, run_cli
 from serve_fixtures import ANSWERS, XSS
 from workbench_fixtures import Server
-
-from conftest import BIN, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
 """A tuned model learns to stop: the end-of-turn token is trained, so generation ends after the answer."""
 
 import pytest
+from conftest import write_chats
 
 from annotune.config import TrainConfig
 from annotune.generation.config import GenerationConfig
 from annotune.generation.loading import load_engine
 from annotune.train.sft import train
-from conftest import write_chats
 
 PAIRS = [("Reset?", "Hold it."), ("Colour?", "Deep red."), ("Price?", "Ten euro."), ("Where?", "In Oslo.")]
 

@@ -144,7 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def print_summary(report: dict) -> None:
-    from annotune.evaluate.report import LABELS
+    from annotune.evaluate.report import LABELS, p_text
 
     metrics = [m for m in LABELS if any(m in e for e in report["models"].values())]
     print(f"\n{'model':<20}" + "".join(f"{LABELS[m]:>22}" for m in metrics) + f"{'stopped':>9}{'kept':>12}")
@@ -160,4 +160,4 @@ def print_summary(report: dict) -> None:
         for metric, test in entry.get("paired", {}).items():
             if metric == metrics[0]:
                 print(f"{'':<20}vs {entry['against']}: {test['difference'] * 100:+.1f} points "
-                      f"[{test['ci95'][0] * 100:+.1f}, {test['ci95'][1] * 100:+.1f}], p = {test['p_value']:.3f}")
+                      f"[{test['ci95'][0] * 100:+.1f}, {test['ci95'][1] * 100:+.1f}], {p_text(test['p_value'])}")

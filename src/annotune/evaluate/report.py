@@ -50,6 +50,10 @@ def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def p_text(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
 def _summary_table(report: dict, names: list[str]) -> str:
     models = report["models"]
     metrics = [m for m in LABELS if any(m in models[n] for n in names)]
@@ -65,7 +69,7 @@ def _summary_table(report: dict, names: list[str]) -> str:
                 continue
             low, high = value["ci95"]
             paired = entry.get("paired", {}).get(metric)
-            note = (f"<br><small>{paired['difference'] * 100:+.1f} pts, p = {paired['p_value']:.3f}</small>"
+            note = (f"<br><small>{paired['difference'] * 100:+.1f} pts, {p_text(paired['p_value'])}</small>"
                     if paired else "")
             cells.append(f"<td><b>{_pct(value['mean'])}</b> <small>[{_pct(low)}, {_pct(high)}]</small>{note}</td>")
         ppl = entry.get("reference_perplexity")
@@ -79,7 +83,7 @@ def _summary_table(report: dict, names: list[str]) -> str:
 def _charts(report: dict, names: list[str]) -> str:
     models = report["models"]
     metrics = [m for m in LABELS if any(m in models[n] for n in names)]
-    width, bar, gap = 560, 18, 34
+    width, bar, gap = 640, 18, 34
     height = len(metrics) * (len(names) * bar + gap) + 10
     parts, y = [], 10
     for metric in metrics:
@@ -87,7 +91,7 @@ def _charts(report: dict, names: list[str]) -> str:
         for k, name in enumerate(names):
             value = models[name].get(metric, {}).get("mean") or 0.0
             low, high = models[name].get(metric, {}).get("ci95", [value, value])
-            x0, span = 130, width - 200
+            x0, span = 110, width - 300
             parts.append(f"<rect x={x0} y={y} width={span * value:.1f} height={bar - 4} fill={COLOURS[k % 6]}>"
                          f"<title>{_e(name)}: {_pct(value)}</title></rect>")
             parts.append(f"<line x1={x0 + span * low:.1f} x2={x0 + span * high:.1f} y1={y + bar / 2 - 2} "
@@ -161,7 +165,7 @@ body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;
 color:#1f2937;background:#fafafa}h1{font-size:1.5rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}
 .meta,small{color:#6b7280}table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border:1px solid #e5e7eb;padding:.4rem .6rem;text-align:left;vertical-align:top}
-.chart,.curve{max-width:100%;background:#fff;border:1px solid #e5e7eb}.label,.value{font-size:11px;fill:#374151}
+.chart,.curve{width:100%;max-width:640px;background:#fff;border:1px solid #e5e7eb}.label,.value{font-size:11px;fill:#374151}
 .ci{stroke:#111;stroke-width:1.5}.train{fill:none;stroke:#2563eb;stroke-width:1.5}
 .val{fill:none;stroke:#d97706;stroke-width:2}figure{margin:1rem 0}
 .filters{display:flex;gap:1.5rem;flex-wrap:wrap;align-items:center;margin:.5rem 0 1rem}

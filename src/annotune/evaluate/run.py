@@ -1,7 +1,7 @@
 """`annotune evaluate`: answer held-out questions with each model (runs and baselines) through the generation
 engine, score the answers, and write results.json, answers.jsonl and report.html.
 
-All models on one base model share one engine, and their questions are batched together. The general-knowledge
+Models are loaded one after another, each on its own engine. The general-knowledge
 probe (probe.jsonl beside this file, everyday questions with accepted answers) runs on every model, so the report
 can say how many of the baseline's right answers a tuned run kept.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from annotune.conversation import Conversation, Message
+from annotune.errors import AnnotuneError
 from annotune.evaluate import metrics
 from annotune.evaluate.data import Question, read_questions
 from annotune.generation.config import GenerationConfig
@@ -48,54 +49,59 @@ def probe_correct(answer: str, accept: list[str]) -> bool:
 def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: GenerationConfig,
              data_format: str | None = None, probe: bool = True, judge=None, progress: bool = True) -> dict:
     """Evaluate ``runs`` (and ``baselines``) on ``data``; writes the outputs into ``out`` and returns results."""
+    from tqdm.auto import tqdm
+
     from annotune.evaluate.report import write_report
-    from annotune.generation.loading import load_engines, split_name
+    from annotune.generation.loading import describe, load_engine, split_name
 
     questions = read_questions(data, data_format)  # bad data is refused before any model loads
     refs = [*baselines, *runs]
-    engines = load_engines(refs)
-    names = [name for engine in engines for name in engine.models]
-    by_ref = {served.source: served.name for engine in engines for served in engine.models.values()}
-    results = {by_ref[ref]: ModelResult(by_ref[ref], split_name(ref)[1], "baseline" if ref in baselines else "run")
-               for ref in refs}
+    names = [describe(ref).name for ref in refs]  # every reference resolves before any weights load
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise AnnotuneError(f"two models would be called {clash[0]!r}; name them apart with NAME=PATH")
+    results = {name: ModelResult(name, split_name(ref)[1], "baseline" if ref in baselines else "run")
+               for name, ref in zip(names, refs)}
     probe_items = load_probe() if probe else []
     started = time.perf_counter()
-    try:
-        _answer_all(engines, results, questions, probe_items, cfg, progress)
-        _score_losses(engines, results, questions)
-    finally:
-        for engine in engines:
-            engine.close()
+    # One model at a time, each on its own (a LoRA run merged into its base): faster than batching the
+    # models together through unmerged adapters, and only one model's weights in memory.
+    prompts = [q.messages for q in questions] + [[{"role": "user", "content": p["question"]}] for p in probe_items]
+    with tqdm(total=len(refs) * len(prompts), desc="answering", unit="answer", file=sys.stderr,
+              disable=not progress) as bar:
+        for name, ref in zip(names, refs):
+            with load_engine(ref) as engine:
+                _answer(engine, results[name], questions, probe_items, prompts, cfg, bar)
     seconds = time.perf_counter() - started
     for result in results.values():
         result.summary = _summary(result, questions)
     judged = judge.judge_all(questions, results) if judge else None
-    report = _compare(results, questions, probe_items, names)
+    report = _compare(results, probe_items)
     report.update(data=str(data), questions=len(questions), seconds=round(seconds, 1),
                   generation=cfg.model_dump(), judge=judged)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "results.json", report)
     _write_answers(out / "answers.jsonl", questions, results)
-    write_report(out / "report.html", report, questions, results, runs=[by_ref[r] for r in runs],
-                 run_dirs={by_ref[r]: split_name(r)[1] for r in runs})
+    run_names = [n for n, r in results.items() if r.role == "run"]
+    write_report(out / "report.html", report, questions, results, runs=run_names,
+                 run_dirs={n: results[n].ref for n in run_names})
     return report
 
 
-def _answer_all(engines, results, questions: list[Question], probe_items: list[dict], cfg, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    prompts = [q.messages for q in questions] + [[{"role": "user", "content": p["question"]}] for p in probe_items]
-    total = sum(len(e.models) for e in engines) * len(prompts)
-    with tqdm(total=total, desc="answering", unit="answer", file=sys.stderr, disable=not progress) as bar:
-        for engine in engines:
-            models = [name for name in engine.models if name in results]
-            names = [name for name in models for _ in prompts]
-            answers = engine.generate(names, prompts * len(models), cfg, on_result=lambda i, r: bar.update())
-            for k, name in enumerate(models):
-                chunk = answers[k * len(prompts):(k + 1) * len(prompts)]
-                results[name].answers = [_scores(q, r) for q, r in zip(questions, chunk)]
-                results[name].probe = [probe_correct(r.text, p["accept"])
-                                       for p, r in zip(probe_items, chunk[len(questions):])]
+def _answer(engine, result: ModelResult, questions: list[Question], probe_items: list[dict], prompts, cfg,
+            bar) -> None:
+    """The model's answers to the questions and the probe, and its loss on the reference answers."""
+    name = next(iter(engine.models))
+    answers = engine.generate(name, prompts, cfg, on_result=lambda i, r: bar.update())
+    result.answers = [_scores(q, r) for q, r in zip(questions, answers)]
+    result.probe = [probe_correct(r.text, p["accept"]) for p, r in zip(probe_items, answers[len(questions):])]
+    convs = [Conversation([Message(m["role"], m["content"]) for m in q.messages]
+                          + [Message("assistant", q.reference)]) for q in questions]
+    scored = engine.score(name, convs)
+    for answer, (nll, count) in zip(result.answers, scored):
+        answer["reference_loss"] = nll / count if count else None
+    total = sum(c for _, c in scored)
+    result.loss = sum(n for n, _ in scored) / total if total else None
 
 
 def _scores(question: Question, result) -> dict:
@@ -106,20 +112,6 @@ def _scores(question: Question, result) -> dict:
     if question.keys:
         scores["key_accuracy"] = metrics.key_hit(text, question.keys)
     return {"text": text, "finish_reason": result.finish_reason, "tokens": result.completion_tokens, **scores}
-
-
-def _score_losses(engines, results, questions: list[Question]) -> None:
-    convs = [Conversation([Message(m["role"], m["content"]) for m in q.messages]
-                          + [Message("assistant", q.reference)]) for q in questions]
-    for engine in engines:
-        for name in engine.models:
-            if name not in results:
-                continue
-            scored = engine.score(name, convs)
-            for answer, (nll, count) in zip(results[name].answers, scored):
-                answer["reference_loss"] = nll / count if count else None
-            total = sum(c for _, c in scored)
-            results[name].loss = sum(n for n, _ in scored) / total if total else None
 
 
 def _summary(result: ModelResult, questions: list[Question]) -> dict:
@@ -138,7 +130,7 @@ def _summary(result: ModelResult, questions: list[Question]) -> dict:
     return summary
 
 
-def _compare(results: dict[str, ModelResult], questions, probe_items, names) -> dict:
+def _compare(results: dict[str, ModelResult], probe_items: list[dict]) -> dict:
     baselines = [r for r in results.values() if r.role == "baseline"]
     models = {}
     for result in results.values():

@@ -21,8 +21,8 @@ from annotune.config import TrainConfig
 from annotune.conversation import Conversation
 from annotune.dataset.formats import capped_lines
 from annotune.errors import AnnotuneError, DataError
-from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.identity import identity
+from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
 from annotune.train import batching, checkpoint, rundir
 from annotune.train.distributed import Dist, setup

@@ -15,22 +15,9 @@ from annotune.annotate import importing, schema, store
 from annotune.dataset.formats import read_dataset
 from annotune.dataset.validate import validate
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 PASSWORD = "browser-pass-1"
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing; install Debian's chromium package (see .ci/run)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

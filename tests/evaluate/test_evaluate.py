@@ -70,35 +70,29 @@ def test_bad_data_is_refused_before_any_model_loads(memorized, tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
 
 
-def test_the_report_works_offline_and_its_filters_work(evaluated):
-    from playwright.sync_api import sync_playwright
-
+def test_the_report_works_offline_and_its_filters_work(evaluated, browser):
     out, _ = evaluated
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                     args=["--headless", "--no-sandbox", "--disable-gpu",
-                                           "--disable-background-networking"])
-        page = browser.new_page()
-        outside: list[str] = []
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                   else (outside.append(route.request.url), route.abort()))
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto((out / "report.html").as_uri())
-        assert page.locator("#questions .q").count() == 3
-        assert page.locator("text=Reference: I am the support bot.").count() == 1
-        page.check("#wrong")  # 'support' got every question right
-        assert page.locator("#questions .q").count() == 0
-        page.uncheck("#wrong")
-        page.check("#changed")  # base was wrong everywhere, support right: every question changed
-        assert page.locator("#questions .q").count() == 3
-        page.fill("#search", "alpha beta")
-        assert page.locator("#questions .q").count() == 1
-        assert page.locator("#count").inner_text() == "1 of 3 questions"
-        assert page.locator("svg.chart rect").count() >= 4
-        assert page.locator("svg.curve polyline").count() >= 1  # the run's training loss
-        assert not errors and not outside
-        browser.close()
+    page = browser.new_page()
+    outside: list[str] = []
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else (outside.append(route.request.url), route.abort()))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto((out / "report.html").as_uri())
+    assert page.locator("#questions .q").count() == 3
+    assert page.locator("text=Reference: I am the support bot.").count() == 1
+    page.check("#wrong")  # 'support' got every question right
+    assert page.locator("#questions .q").count() == 0
+    page.uncheck("#wrong")
+    page.check("#changed")  # base was wrong everywhere, support right: every question changed
+    assert page.locator("#questions .q").count() == 3
+    page.fill("#search", "alpha beta")
+    assert page.locator("#questions .q").count() == 1
+    assert page.locator("#count").inner_text() == "1 of 3 questions"
+    assert page.locator("svg.chart rect").count() >= 4
+    assert page.locator("svg.curve polyline").count() >= 1  # the run's training loss
+    assert not errors and not outside
+    page.close()
 
 
 def _workbench(db_url: str, task_type: str) -> None:
@@ -173,3 +167,28 @@ def test_evaluate_annotate_train_evaluate(memorized, tmp_path):
     assert again.returncode == 0, again.stderr
     after = json.loads((tmp_path / "eval2" / "results.json").read_text())["models"]["round2"]
     assert after["key_accuracy"]["mean"] == 1.0
+
+
+def test_weak_answers_reach_a_running_workbench(memorized, start_server, tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'wb.db'}"
+    _workbench(db_url, "correct")
+    db = dbm.open_database(db_url)
+    with db.transaction() as conn:
+        admin = store.add_user(conn, "boss", "admin", "password-2")
+        token = store.create_token(conn, admin, "evaluate")
+    db.dispose()
+    server = start_server(db_url)
+    data = heldout(tmp_path / "mixed.jsonl", {"Who are you?": ANSWERS["billing"]["Who are you?"],
+                                              "Say the word": ANSWERS["support"]["Say the word"]})
+    args = ["evaluate", str(memorized["billing"]), "--data", str(data), "--out", str(tmp_path / "out"), "--no-probe",
+            "--no-baseline", "--max-new-tokens", "40", "--to-workbench", "fixes", "--url", server.url]
+    missing = run_cli(*args, env={"ANNOTUNE_TOKEN": ""})
+    assert missing.returncode == 2 and "--url needs an API token in $ANNOTUNE_TOKEN" in missing.stderr
+    sent = run_cli(*args, env={"ANNOTUNE_TOKEN": token})
+    assert sent.returncode == 0, sent.stderr
+    assert "Workbench project fixes: 1 new tasks (0 already there, from 1 weak answers of billing)" in sent.stdout
+    db = dbm.open_database(db_url)
+    with db.transaction() as conn:
+        task = queue.next_task(conn, store.find_project(conn, "fixes"), store.find_user(conn, "ann"))
+    db.dispose()
+    assert task.payload["question"] == "Say the word" and task.payload["reference"] == "Alpha beta gamma."

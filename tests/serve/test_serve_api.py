@@ -18,11 +18,11 @@ from workbench_fixtures import Server
 
 
 @pytest.fixture(scope="module")
-def server(memorized, tmp_path_factory):
-    """Both runs and their base on one engine (one copy of the base weights)."""
+def server(memorized, lively_models, tmp_path_factory):
+    """Both runs and their base on one engine (one copy of the base weights), and a model on another base."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    running = Server(["serve", str(memorized["support"]), str(memorized["billing"]), str(memorized["base"])], log,
-                     health="/health", timeout=180).start()
+    running = Server(["serve", str(memorized["support"]), str(memorized["billing"]), str(memorized["base"]),
+                      f"lively={lively_models['llama']}"], log, health="/health", timeout=180).start()
     yield running
     running.stop()
 
@@ -38,7 +38,7 @@ def ask(client, model: str, text: str, **kwargs):
 
 def test_models_are_listed_with_their_base(client):
     models = {m.id: m for m in client.models.list().data}
-    assert set(models) == {"support", "billing", "base"}
+    assert set(models) == {"support", "billing", "base", "lively"}
     assert models["support"].parent == models["billing"].parent == "base"
     assert client.models.retrieve("billing").id == "billing"
 
@@ -76,6 +76,21 @@ def test_api_answers_equal_annotune_generate(memorized, client, tmp_path):
     api = [ask(client, "billing", q, max_tokens=40, temperature=0) for q in questions]
     assert [a.choices[0].message.content for a in api] == [g["answer"] for g in generated]
     assert [a.usage.completion_tokens for a in api] == [g["usage"]["completion_tokens"] for g in generated]
+
+
+def test_many_greedy_answers_equal_annotune_generate(lively_models, client, tmp_path):
+    # a model that writes varied text, on its own engine beside the runs'
+    questions = [f"How do I reset device {i}? " * (i % 4 + 1) for i in range(20)]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions))
+    out = tmp_path / "answers.jsonl"
+    result = run_cli("generate", str(lively_models["llama"]), "--input", str(prompts), "--output", str(out),
+                     "--max-new-tokens", "24", "--batch-size", "6")
+    assert result.returncode == 0, result.stderr
+    generated = [json.loads(line)["answer"] for line in out.read_text().splitlines()]
+    assert len(set(generated)) > 10
+    api = [ask(client, "lively", q, max_tokens=24).choices[0].message.content for q in questions]
+    assert api == generated
 
 
 def test_concurrent_requests_get_the_sequential_answers(client):
@@ -165,6 +180,18 @@ def test_client_disconnect_cancels_the_generation(server):
         time.sleep(0.05)
     assert f"{request_id} model=base stream=True client disconnected" in server.log_path.read_text()
     assert httpx.get(f"{server.url}/health").json()["generating"] == 0
+
+
+def test_a_request_over_the_time_limit_gets_504(memorized, serve):
+    slow = serve(str(memorized["base"]), "--timeout", "0.2")
+    body = {"model": "base", "messages": [{"role": "user", "content": "go"}], "max_tokens": 480}
+    assert _error(_post(slow, body), 504)["code"] == "timeout"
+    with httpx.stream("POST", f"{slow.url}/v1/chat/completions", json={**body, "stream": True},
+                      timeout=60) as response:
+        lines = list(response.iter_lines())
+    events = [line[6:] for line in lines if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and json.loads(events[-2])["error"]["code"] == "timeout"
+    assert httpx.get(f"{slow.url}/health").json()["generating"] == 0
 
 
 def test_api_key_is_required_when_set(memorized, serve):

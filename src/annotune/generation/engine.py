@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from annotune.errors import AnnotuneError
 from annotune.generation.config import GenerationConfig
+from annotune.generation.streams import AsyncEvents, TextStream, collect, drain
 from annotune.generation.text import TextAssembler
 
 log = logging.getLogger(__name__)
@@ -215,10 +216,10 @@ class Engine:
         jobs = []
         try:
             for i, (served, prompt, run_cfg) in enumerate(prepared):
-                jobs.append(self.submit(served, prompt, run_cfg, _collect(finished, i), wait=True))
-                _drain(finished, results, on_result, block=False)
+                jobs.append(self.submit(served, prompt, run_cfg, collect(finished, i), wait=True))
+                drain(finished, results, on_result, block=False)
             while any(r is None for r in results):
-                _drain(finished, results, on_result, block=True)
+                drain(finished, results, on_result, block=True)
         finally:
             for job in jobs:
                 job.cancel()  # a no-op for finished jobs; frees the batch if the caller was interrupted
@@ -412,70 +413,3 @@ class Engine:
 def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
     """[batch, heads, length, dim] padded with zeros on the left of the length axis to ``width``."""
     return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))
-
-
-class TextStream:
-    """The text of one answer, piece by piece; ``result`` once it is done. Closing it early cancels the job."""
-
-    def __init__(self, job: Job, events: queue.Queue):
-        self.job, self._events = job, events
-        self.result: GenerationResult | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            while True:
-                kind, value = self._events.get()
-                if kind == "error":
-                    raise value
-                if kind == "done":
-                    self.result = value
-                    return
-                yield value
-        finally:
-            self.job.cancel()
-
-    def close(self) -> None:
-        self.job.cancel()
-
-
-class AsyncEvents:
-    """("text", piece) ... then ("done", result) of one job, in an event loop. Leaving early cancels the job."""
-
-    def __init__(self, job: Job, events: asyncio.Queue):
-        self.job, self._events = job, events
-
-    async def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
-        try:
-            while True:
-                kind, value = await self._events.get()
-                if kind == "error":
-                    raise value
-                yield kind, value
-                if kind == "done":
-                    return
-        finally:
-            self.job.cancel()
-
-    def cancel(self) -> None:
-        self.job.cancel()
-
-
-def _collect(finished: queue.Queue, index: int) -> Sink:
-    def sink(kind: str, value: Any) -> None:
-        if kind in ("done", "error"):
-            finished.put((index, kind, value))
-    return sink
-
-
-def _drain(finished: queue.Queue, results: list, on_result, block: bool) -> None:
-    while True:
-        try:
-            index, kind, value = finished.get(block=block)
-        except queue.Empty:
-            return
-        if kind == "error":
-            raise value
-        results[index] = value
-        if on_result:
-            on_result(index, value)
-        block = False

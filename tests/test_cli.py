@@ -45,13 +45,24 @@ def test_generate_answers_each_line_of_a_file(tiny_run, tmp_path):
     assert rows[1]["messages"][0]["content"] == "Question 2?"
 
 
+def test_generate_reads_what_data_validate_accepts(tiny_run, tmp_path):
+    # a byte-order mark (Excel, Windows editors) and U+2028 inside a string, as `annotune ingest` can write
+    prompts = tmp_path / "bom.jsonl"
+    prompts.write_text("\ufeff" + json.dumps({"prompt": "Line one\u2028line two?"}, ensure_ascii=False) + "\n",
+                       encoding="utf-8")
+    out = tmp_path / "answers.jsonl"
+    result = run_cli("generate", str(tiny_run), "--input", str(prompts), "--output", str(out), "--max-new-tokens", "2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["prompt"] == "Line one\u2028line two?"
+
+
 def test_generate_reports_every_bad_line_and_writes_nothing(tiny_run, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "ok"}\n{oops\n{"messages": [{"role": "bot", "content": "x"}]}\n{"id": 3}\n')
     out = tmp_path / "answers.jsonl"
     result = run_cli("generate", str(tiny_run), "--input", str(prompts), "--output", str(out))
     assert result.returncode == 1
-    for expected in ("prompts.jsonl:2: not valid JSON", "prompts.jsonl:3:messages[0]", "prompts.jsonl:4:prompt"):
+    for expected in ("prompts.jsonl:2:json: invalid JSON", "prompts.jsonl:3:messages[0]", "prompts.jsonl:4:prompt"):
         assert expected in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
@@ -131,7 +142,7 @@ def test_bad_files_and_options_are_refused_before_anything_is_written(tiny, tiny
          f"error: {tmp_path}: is a folder; give a file name to write the answers to"),
         (["generate", str(tiny_run), "--input", str(tmp_path), "--output", "o.jsonl"], "is a folder, not an input file"),
         (["generate", str(tiny_run), "--input", str(binary), "--output", "o.jsonl"],
-         f"error: {binary}:2: not UTF-8 text (byte 8); save it as UTF-8"),
+         f"error: {binary}:2:file: not valid UTF-8 (byte 8: invalid start byte); re-save the file as UTF-8"),
         ([*train, "--config", str(binary)], f"error: {binary}: not UTF-8 text (byte 8); save it as UTF-8"),
         ([*train, "--config", str(tmp_path)], "is a folder, not a config file"),
         ([*train, "--chat-template", str(bad_template)],

@@ -60,34 +60,32 @@ def _answer(engine, name: str, messages: list[dict], cfg: GenerationConfig, pref
 
 
 def read_prompts(path: str) -> list[tuple[int, dict, list[dict]]]:
-    """(line, record, messages) for each line; every bad line is reported as file:line:field."""
+    """(line, record, messages) for each record; every bad line is reported as file:line:field.
+
+    The file is read by the datasets' own reader (JSONL or a JSON array; a byte-order mark and U+2028 inside
+    strings are fine), so what `data validate` accepts, `generate` reads the same way.
+    """
+    from annotune.dataset.files import json_records, read_text
+
     file = Path(path)
     if file.is_dir():
         raise DataError(f"{file}: is a folder, not an input file; pass the JSONL file inside it")
     if not file.is_file():
         raise DataError(f"input file not found: {file}")
-    data = file.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{file}:{line}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    rows, problems = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{file}:{number}: not valid JSON ({exc.msg}, column {exc.colno})")
-            continue
+    text, problems = read_text(file)
+    records = []
+    if text is not None:
+        records, problems = json_records(str(file), text)
+    found = [(p.line, str(p)) for p in problems]
+    rows = []
+    for number, record in records:
         messages = _prompt_messages(record)
         if isinstance(messages, str):
-            problems.append(f"{file}:{number}:{messages}")
+            found.append((number, f"{file}:{number}:{messages}"))
         else:
             rows.append((number, record, messages))
-    if problems:
-        raise DataError("\n".join(problems))
+    if found:
+        raise DataError("\n".join(text for _, text in sorted(found, key=lambda item: item[0])))
     if not rows:
         raise DataError(f"{file}: no prompts found; each line needs `messages` or `prompt`")
     return rows

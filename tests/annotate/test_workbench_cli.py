@@ -217,3 +217,20 @@ def test_database_and_file_mistakes_are_clear_errors_that_create_nothing(tmp_pat
                                     ("--lease-minutes", "0", "must be more than 0 minutes")):
         result = cli("serve", option, value, db=url, ok=False)
         assert result.returncode == 2 and expected in result.stderr
+
+
+def test_import_reads_what_ingest_writes(sqlite_url, tmp_path):
+    # ingest keeps U+2028 inside chunk text, and editors may add a byte-order mark: both import as they are
+    db = dbm.open_database(sqlite_url, create=True)
+    with db.transaction() as conn:
+        store.create_project(conn, "faq", "write", "")
+    db.dispose()
+    chunks = tmp_path / "chunks.jsonl"
+    chunks.write_text("\ufeff" + json.dumps({"id": "c1", "text": "First line\u2028second line."}, ensure_ascii=False)
+                      + "\n", encoding="utf-8")
+    assert "imported 1 record(s) into faq" in cli("import", "faq", str(chunks), db=sqlite_url).stdout
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "ok"}\n{"text": \n{"text": "also ok"}\n{oops\n')
+    result = cli("import", "faq", str(broken), db=sqlite_url, ok=False)
+    assert result.returncode != 0 and "broken.jsonl:2:json: invalid JSON" in result.stderr
+    assert "broken.jsonl:4:json: invalid JSON" in result.stderr

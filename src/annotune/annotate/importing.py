@@ -11,7 +11,6 @@ without a draft) are stored as ``draft`` and enter the queue once ``annotune wor
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection
 from annotune.annotate import schema
 from annotune.annotate.errors import Invalid
 from annotune.annotate.store import Project
+from annotune.dataset import files
 from annotune.dataset.formats import capped_lines, detect_format, read_dataset
 from annotune.errors import DataError
 
@@ -58,21 +58,16 @@ def _messages_text(messages: list[dict[str, str]]) -> str:
 
 
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
-    out = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
-    return out
+    """The file's records by the datasets' own reader (a byte-order mark, U+2028 inside strings and JSON arrays
+    are fine); every unreadable line is reported."""
+    text, problems = files.read_text(path)
+    records: list[tuple[int, Any]] = []
+    if text is not None:
+        records, problems = files.json_records(str(path), text)
+    if problems:
+        raise DataError(f"{path}: {len(problems)} problem(s), nothing imported:\n"
+                        + capped_lines([str(p) for p in problems]))
+    return records
 
 
 def detect_kind(path: Path) -> str:

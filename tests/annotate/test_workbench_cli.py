@@ -234,3 +234,17 @@ def test_import_reads_what_ingest_writes(sqlite_url, tmp_path):
     result = cli("import", "faq", str(broken), db=sqlite_url, ok=False)
     assert result.returncode != 0 and "broken.jsonl:2:json: invalid JSON" in result.stderr
     assert "broken.jsonl:4:json: invalid JSON" in result.stderr
+
+
+def test_reimporting_records_without_ids_adds_nothing(sqlite_url, tmp_path):
+    db = dbm.open_database(sqlite_url, create=True)
+    with db.transaction() as conn:
+        store.create_project(conn, "faq", "write", "")
+    db.dispose()
+    chunks = tmp_path / "chunks.jsonl"
+    chunks.write_text("".join(json.dumps({"text": f"Chunk {i} has no id."}) + "\n" for i in range(3)))
+    assert "imported 3 record(s) into faq (0 already there)" in cli("import", "faq", str(chunks), db=sqlite_url).stdout
+    more = tmp_path / "more.jsonl"
+    more.write_text(chunks.read_text() + json.dumps({"text": "A new one."}) + "\n"
+                    + json.dumps({"text": "A new one."}) + "\n")
+    assert "imported 1 record(s) into faq (4 already there)" in cli("import", "faq", str(more), db=sqlite_url).stdout

@@ -2,8 +2,8 @@
 model answers to rate or compare.
 
 An import is all or nothing: every line is checked first and every problem is reported as ``file:line:
-field``; only a clean file is written, in one transaction. Records carry the id they were imported with, so
-importing the same file again adds only what is new.
+field``; only a clean file is written, in one transaction. Records carry the id they were imported with (a
+hash of their content when they have none), so importing the same file again adds only what is new.
 
 Records that cannot be annotated yet (a prompt without the answers to rate or compare, a ``correct`` record
 without a draft) are stored as ``draft`` and enter the queue once ``annotune workbench suggest`` fills them.
@@ -11,6 +11,8 @@ without a draft) are stored as ``draft`` and enter the queue once ``annotune wor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +221,13 @@ def read_import(project: Project, path: str | Path, kind: str = "auto", fmt: str
     return [(*_shape(project.task_type, kind, item), item) for item in incoming]
 
 
+def content_key(payload: dict[str, Any]) -> str:
+    """The key of a record imported without an id: a hash of what it holds, so importing the same file again
+    (or the same record from another file) adds nothing twice."""
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "content:" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
 def import_file(conn: Connection, project: Project, path: str | Path, kind: str = "auto",
                 fmt: str | None = None) -> ImportResult:
     """Import ``path`` into ``project`` in the caller's transaction."""
@@ -228,12 +237,12 @@ def import_file(conn: Connection, project: Project, path: str | Path, kind: str 
         sa.select(rec.c.ext_id).where(rec.c.project_id == project.id, rec.c.ext_id.is_not(None)))}
     result, now, rows = ImportResult(), time.time(), []
     for payload, status, item in shaped:
-        if item.ext_id is not None and item.ext_id in known:
+        key = item.ext_id if item.ext_id is not None else content_key(item.payload)
+        if key in known:
             result.already_there += 1
             continue
-        if item.ext_id is not None:
-            known.add(item.ext_id)
-        rows.append({"project_id": project.id, "ext_id": item.ext_id, "payload": payload, "source": item.source,
+        known.add(key)
+        rows.append({"project_id": project.id, "ext_id": key, "payload": payload, "source": item.source,
                      "status": status, "submitted": 0, "created_at": now})
         result.drafts += status == "draft"
     for start in range(0, len(rows), 1000):

@@ -213,3 +213,16 @@ def test_admins_import_through_the_project_page(app_db):
     assert admin.get("/api/projects/mine/stats").json()["progress"]["records"]["total"] == 5
     forged = admin.post("/p/mine/import", files=upload, data={"kind": "auto"}, follow_redirects=False)
     assert forged.status_code == 403
+
+
+def test_numbers_beyond_64_bits_get_422_not_500(app_db):
+    app, tokens = app_db
+    ann = client(app, tokens["ann1"])
+    huge = 2 ** 70
+    for method, path, body in (("POST", f"/api/projects/mine/tasks/{huge}/submit", {"value": {"score": 3}}),
+                               ("POST", f"/api/projects/mine/tasks/{huge}/skip", None),
+                               ("GET", f"/api/projects/mine/annotations?offset={huge}", None),
+                               ("GET", f"/api/projects/mine/annotations/{huge}", None)):
+        response = ann.request(method, path, json=body)
+        assert response.status_code == 422, (path, response.status_code, response.text)
+        assert "out of range" in response.json()["error"]

@@ -248,3 +248,15 @@ def test_reimporting_records_without_ids_adds_nothing(sqlite_url, tmp_path):
     more.write_text(chunks.read_text() + json.dumps({"text": "A new one."}) + "\n"
                     + json.dumps({"text": "A new one."}) + "\n")
     assert "imported 1 record(s) into faq (4 already there)" in cli("import", "faq", str(more), db=sqlite_url).stdout
+
+
+def test_a_new_sqlite_database_is_private_to_its_owner(tmp_path):
+    import os
+    import stat
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    db = dbm.open_database(url, create=True)
+    with db.transaction() as conn:
+        store.add_user(conn, "ann", "annotator", "password-1")
+    db.dispose()
+    assert stat.S_IMODE(os.stat(tmp_path / "new.db").st_mode) == 0o600

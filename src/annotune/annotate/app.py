@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from sqlalchemy import exc as sa_exc
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -176,6 +177,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         if getattr(exc, "field", None):
             body["field"] = exc.field  # type: ignore[attr-defined]
         return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(OverflowError)  # SQLite: an integer beyond 64 bits
+    @app.exception_handler(sa_exc.DataError)  # PostgreSQL: a value out of its column's range
+    async def _out_of_range(request: Request, exc: Exception) -> Response:
+        message = "a number in the request is out of range (ids, versions and offsets are 64-bit integers)"
+        if _wants_html(request):
+            return render_error(request, message, 422)
+        return JSONResponse({"error": message}, status_code=422)
 
     @app.exception_handler(AnnotuneError)
     async def _data_error(request: Request, exc: AnnotuneError) -> Response:

@@ -161,6 +161,10 @@ def open_database(url: str | None = None, *, create: bool = True) -> Database:
                             "`annotune workbench user add` or `annotune workbench serve`")
     if file is not None and create:
         file.parent.mkdir(parents=True, exist_ok=True)
+        if not file.exists():
+            # It will hold password and token hashes: readable by its owner only (SQLite gives its -wal and
+            # -shm files the same mode).
+            os.close(os.open(file, os.O_CREAT | os.O_WRONLY, 0o600))
     try:
         if create:
             migrate(db.engine)

@@ -209,7 +209,8 @@ def test_admins_import_through_the_project_page(app_db):
     response = admin.post("/p/mine/import", files=upload, data={"csrf_token": admin.csrf, "kind": "auto"},
                           follow_redirects=False)
     assert response.status_code == 303
-    assert "imported%201%20record" in response.headers["location"]
+    assert response.headers["location"] == "/p/mine?notice=imported&added=1&already=0&drafts=0"
+    assert "imported 1 record(s) (0 already there" in admin.get(response.headers["location"]).text
     assert admin.get("/api/projects/mine/stats").json()["progress"]["records"]["total"] == 5
     forged = admin.post("/p/mine/import", files=upload, data={"kind": "auto"}, follow_redirects=False)
     assert forged.status_code == 403
@@ -226,3 +227,13 @@ def test_numbers_beyond_64_bits_get_422_not_500(app_db):
         response = ann.request(method, path, json=body)
         assert response.status_code == 422, (path, response.status_code, response.text)
         assert "out of range" in response.json()["error"]
+
+
+def test_notices_come_from_codes_not_from_the_url(app_db):
+    app, _ = app_db
+    page = client(app).get("/login?message=Your+account+is+locked.+Call+0800+123&notice=imported&added=x")
+    assert page.status_code == 200
+    assert "account is locked" not in page.text and 'class="notice"' not in page.text
+    shown = client(app).get("/login?notice=imported&added=3&already=1&drafts=0").text
+    assert "imported 3 record(s) (1 already there, 0 waiting for drafts)" in shown
+    assert 'class="notice"' not in client(app).get("/login?notice=saved&id=<b>1</b>").text

@@ -27,6 +27,25 @@ from annotune.annotate.queue import Task
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+# Notices after a redirect are named by a code with whole-number values, never text from the URL: a link
+# someone else made cannot put their words on the page as an official notice.
+NOTICES = {"saved": ("annotation {id} saved", ("id",)),
+           "imported": ("imported {added} record(s) ({already} already there, {drafts} waiting for drafts)",
+                        ("added", "already", "drafts"))}
+
+
+def notice_for(request: Request) -> str | None:
+    known = NOTICES.get(request.query_params.get("notice", ""))
+    if known is None:
+        return None
+    text, names = known
+    values = {n: request.query_params.get(n, "") for n in names}
+    if not all(v.isdigit() and len(v) < 19 for v in values.values()):
+        return None
+    return text.format(**values)
+
+
+templates.env.globals["notice_for"] = notice_for
 templates.env.filters["markdown"] = markdown.render
 templates.env.filters["enumerate_list"] = lambda items: list(enumerate(items))
 LOGIN_CSRF_COOKIE = "annotune_login_csrf"
@@ -227,7 +246,7 @@ async def edit_submit(name: str, annotation_id: int, request: Request, auth: Cur
             item = review.get_annotation(conn, project, auth.user, annotation_id)
             review.edit(conn, project, auth.user, annotation_id, form_value(project.task_type, form, item["payload"]),
                         _version(form))
-        return _see(f"/p/{quote(name)}/mine?message={quote(f'annotation {annotation_id} saved')}")
+        return _see(f"/p/{quote(name)}/mine?notice=saved&id={annotation_id}")
 
     return await _change_or_409(request, run)
 
@@ -276,9 +295,8 @@ async def import_file_upload(name: str, request: Request, auth: CurrentAuth) -> 
     suffix = Path(upload.filename or "upload.jsonl").suffix or ".jsonl"
     result = await run_in_threadpool(import_upload, request.app.state.db, name, await upload.read(), suffix,
                                      str(form.get("kind") or "auto"), str(form.get("format") or "") or None)
-    message = f"imported {result.added} record(s) ({result.already_there} already there, {result.drafts} waiting " \
-              "for drafts)"
-    return _see(f"/p/{quote(name)}?message={quote(message)}")
+    return _see(f"/p/{quote(name)}?notice=imported&added={result.added}&already={result.already_there}"
+                f"&drafts={result.drafts}")
 
 
 @router.get("/p/{name}/export")

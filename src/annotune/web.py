@@ -14,6 +14,13 @@ SECURITY_HEADERS = {
 }
 
 
+def with_security_headers(response):
+    """``response`` with :data:`SECURITY_HEADERS` set. For the 500 answer, which Starlette sends from its outermost
+    layer, outside every middleware, :class:`SecurityHeaders` included."""
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 class SecurityHeaders:
     """Add :data:`SECURITY_HEADERS` to every HTTP response."""
 

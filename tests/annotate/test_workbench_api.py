@@ -237,3 +237,20 @@ def test_notices_come_from_codes_not_from_the_url(app_db):
     shown = client(app).get("/login?notice=imported&added=3&already=1&drafts=0").text
     assert "imported 3 record(s) (1 already there, 0 waiting for drafts)" in shown
     assert 'class="notice"' not in client(app).get("/login?notice=saved&id=<b>1</b>").text
+
+
+def test_an_internal_error_is_one_line_with_the_security_headers(app_db, monkeypatch):
+    from annotune.annotate import api
+
+    app, tokens = app_db
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(api.stats, "project_stats", broken)
+    c = TestClient(app, raise_server_exceptions=False)
+    c.headers["authorization"] = f"Bearer {tokens['admin']}"
+    response = c.get("/api/projects/mine/stats")
+    assert response.status_code == 500 and response.json() == {"error": "internal error; the server's log has the details"}
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"

@@ -8,6 +8,7 @@ carry the session's CSRF token, and an API token (``Authorization: Bearer ...``,
 from __future__ import annotations
 
 import hmac
+import logging
 import json
 import os
 import threading
@@ -28,7 +29,7 @@ from annotune.annotate.db import Database, open_database
 from annotune.annotate.errors import Forbidden, Throttled, Unauthorized, WorkbenchError
 from annotune.annotate.queue import LEASE_SECONDS
 from annotune.errors import AnnotuneError
-from annotune.web import SecurityHeaders
+from annotune.web import SecurityHeaders, with_security_headers
 
 SESSION_COOKIE = "annotune_session"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -177,6 +178,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         if getattr(exc, "field", None):
             body["field"] = exc.field  # type: ignore[attr-defined]
         return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logging.getLogger("annotune.workbench").error("%s %s failed", request.method, request.url.path,
+                                                      exc_info=exc)
+        message = "internal error; the server's log has the details"
+        response = (render_error(request, message, 500) if _wants_html(request)
+                    else JSONResponse({"error": message}, status_code=500))
+        return with_security_headers(response)
 
     @app.exception_handler(OverflowError)  # SQLite: an integer beyond 64 bits
     @app.exception_handler(sa_exc.DataError)  # PostgreSQL: a value out of its column's range

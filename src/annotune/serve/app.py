@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from annotune.generation.config import GenerationConfig
 from annotune.generation.engine import ContextLengthError, Engine, EngineBusy, GenerationResult, ServedModel
 from annotune.serve.protocol import ApiError, ChatRequest, parse_chat_request, usage
-from annotune.web import SecurityHeaders
+from annotune.web import SecurityHeaders, with_security_headers
 
 log = logging.getLogger("annotune.serve")
 STATIC = Path(__file__).parent / "static"
@@ -274,5 +274,5 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
-        return JSONResponse(ApiError(500, f"internal error: {exc.__class__.__name__}", type="server_error").body(),
-                            status_code=500)
+        return with_security_headers(JSONResponse(
+            ApiError(500, f"internal error: {exc.__class__.__name__}", type="server_error").body(), status_code=500))

@@ -254,3 +254,20 @@ def test_an_internal_error_is_one_line_with_the_security_headers(app_db, monkeyp
     assert response.status_code == 500 and response.json() == {"error": "internal error; the server's log has the details"}
     assert "default-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_login_csrf_cookie_follows_secure_cookies(db_url):
+    db = dbm.open_database(db_url)
+    for secure in (False, True):
+        app = create_app(db=db, settings=Settings(secure_cookies=secure))
+        cookie = client(app).get("/login").headers["set-cookie"]
+        assert cookie.startswith("annotune_login_csrf=") and ("; secure" in cookie.lower()) == secure
+    db.dispose()
+
+
+def test_an_import_nested_too_deeply_is_a_clear_error(app_db):
+    app, tokens = app_db
+    roomy = create_app(db=app.state.db)  # the default upload limit, not the fixture's 4 KiB
+    deep = ('{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}\n").encode()
+    response = client(roomy, tokens["admin"]).post("/api/projects/theirs/import", content=deep)
+    assert response.status_code == 422 and "1:json: the JSON is nested too deeply" in response.json()["error"]

@@ -77,7 +77,8 @@ def _safe_next(target: str | None) -> str:
 def login_form(request: Request, next: str = "/") -> Response:
     token = secrets.token_urlsafe(24)
     response = _page(request, "login.html", None, login_csrf=token, next=_safe_next(next))
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login")
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
+                        secure=request.app.state.settings.secure_cookies)
     return response
 
 

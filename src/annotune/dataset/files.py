@@ -54,6 +54,8 @@ def _jsonl_records(file: str, text: str) -> tuple[list[Record], list[Problem]]:
             continue
         try:
             records.append((line, json.loads(raw)))
+        except RecursionError:
+            problems.append(Problem(file, line, "json", "the JSON is nested too deeply to read; flatten this record"))
         except json.JSONDecodeError as err:
             message = (
                 f"invalid JSON ({err.msg} at column {err.colno}); "
@@ -73,7 +75,7 @@ def _jsonl_records(file: str, text: str) -> tuple[list[Record], list[Problem]]:
 def _is_single_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 

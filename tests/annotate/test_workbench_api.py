@@ -271,3 +271,20 @@ def test_an_import_nested_too_deeply_is_a_clear_error(app_db):
     deep = ('{"text": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}\n").encode()
     response = client(roomy, tokens["admin"]).post("/api/projects/theirs/import", content=deep)
     assert response.status_code == 422 and "1:json: the JSON is nested too deeply" in response.json()["error"]
+
+
+def test_request_validation_errors_have_the_one_error_shape(app_db):
+    from annotune.annotate.client import Client
+    from annotune.annotate.errors import Invalid
+
+    app, tokens = app_db
+    admin = client(app, tokens["admin"])
+    missing = admin.post("/api/projects", json={"task_type": "write"})
+    assert missing.status_code == 422 and missing.json() == {"error": "name: this field is required", "field": "name"}
+    wrong = admin.get("/api/projects/mine/annotations?limit=lots")
+    assert wrong.status_code == 422 and wrong.json()["field"] == "limit" and "detail" not in wrong.json()
+    api = Client("http://testserver", token=tokens["admin"])
+    api.http = admin  # the API client over the in-process app
+    with pytest.raises(Invalid) as err:
+        api._call("POST", "/api/projects", json={"task_type": "write"})
+    assert err.value.field == "name"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -26,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from annotune.annotate import store
 from annotune.annotate.db import Database, open_database
-from annotune.annotate.errors import Forbidden, Throttled, Unauthorized, WorkbenchError
+from annotune.annotate.errors import Forbidden, Invalid, Throttled, Unauthorized, WorkbenchError
 from annotune.annotate.queue import LEASE_SECONDS
 from annotune.errors import AnnotuneError
 from annotune.web import SecurityHeaders, with_security_headers
@@ -178,6 +179,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         if getattr(exc, "field", None):
             body["field"] = exc.field  # type: ignore[attr-defined]
         return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        """FastAPI's own checks (a missing field, a wrong type) in the workbench's one error shape."""
+        first = exc.errors()[0]
+        where = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(where) or "request"
+        message = "this field is required" if first.get("type") == "missing" else str(first.get("msg", "invalid"))
+        return await _workbench_error(request, Invalid(field, message))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

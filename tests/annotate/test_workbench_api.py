@@ -288,3 +288,29 @@ def test_request_validation_errors_have_the_one_error_shape(app_db):
     with pytest.raises(Invalid) as err:
         api._call("POST", "/api/projects", json={"task_type": "write"})
     assert err.value.field == "name"
+
+
+def test_uploads_keep_their_own_name_in_problems_and_sources(app_db, db_url, tmp_path):
+    import sqlalchemy as sa
+
+    from annotune.annotate import schema
+
+    app, tokens = app_db
+    admin = client(app, tokens["admin"])
+    conversations = tmp_path / "faq-round-2.jsonl"
+    conversations.write_text(json.dumps({"messages": [{"role": "user", "content": "Q?"},
+                                                      {"role": "assistant", "content": "A."}]}) + "\n")
+    added = admin.post("/api/projects/mine/import", params={"filename": "faq-round-2.jsonl"},
+                       content=conversations.read_bytes())
+    assert added.status_code == 200 and added.json()["added"] == 1
+    broken = admin.post("/api/projects/mine/import", params={"filename": "../../etc/broken.jsonl"},
+                        content=b'{"prompt": "ok", "answer": "a"}\n{oops\n')
+    assert broken.status_code == 422
+    message = broken.json()["error"]
+    assert message.startswith("broken.jsonl: 1 problem(s)") and "broken.jsonl:2:json: invalid JSON" in message
+    assert "annotune-import-" not in message and "/etc/" not in message
+    db = dbm.open_database(db_url)
+    with db.transaction() as conn:
+        sources = [row.source for row in conn.execute(sa.select(schema.records.c.source)) if row.source]
+    db.dispose()
+    assert {"path": "faq-round-2.jsonl", "location": "faq-round-2.jsonl:1"} in sources

@@ -141,24 +141,33 @@ def add_member(name: str, body: MemberBody, request: Request, auth: CurrentAuth)
         return {"added": added, "members": store.member_names(conn, project)}
 
 
-def import_upload(db: Database, name: str, data: bytes, suffix: str, kind: str,
+def upload_name(filename: str | None, fmt: str | None) -> str:
+    """The uploaded file's own name (its last part), for messages and sources; a plain default without one."""
+    name = Path((filename or "").replace("\\", "/")).name.strip()
+    if not name or name.startswith("."):
+        name = "upload.csv" if fmt == "csv" else "upload.jsonl"
+    return name[:200]
+
+
+def import_upload(db: Database, name: str, data: bytes, filename: str, kind: str,
                   fmt: str | None) -> importing.ImportResult:
-    """Import an uploaded file's bytes into project ``name`` (written to a temporary file for the readers)."""
+    """Import an uploaded file's bytes into project ``name`` (written to a temporary file for the readers);
+    problems and sources name the file as uploaded."""
     with tempfile.TemporaryDirectory(prefix="annotune-import-") as folder:
-        path = Path(folder) / f"upload{suffix}"
+        path = Path(folder) / filename
         path.write_bytes(data)
         with db.transaction() as conn:
-            return importing.import_file(conn, store.find_project(conn, name), path, kind, fmt)
+            return importing.import_file(conn, store.find_project(conn, name), path, kind, fmt, shown_as=filename)
 
 
 @router.post("/projects/{name}/import")
 async def import_records(name: str, request: Request, auth: CurrentAuth, kind: str = "auto",
-                         format: str | None = None) -> dict[str, Any]:
-    """The request body is the file (JSONL, or any dataset format with ``format``)."""
+                         format: str | None = None, filename: str | None = None) -> dict[str, Any]:
+    """The request body is the file (JSONL, or any dataset format with ``format``); ``filename`` is its name."""
     store.require_admin(auth.user)
     body = await request.body()  # bounded by the upload limit
-    suffix = ".csv" if format == "csv" else ".jsonl"
-    result = await run_in_threadpool(import_upload, _db(request), name, body, suffix, kind, format)
+    result = await run_in_threadpool(import_upload, _db(request), name, body, upload_name(filename, format), kind,
+                                     format)
     return {"added": result.added, "already_there": result.already_there, "drafts": result.drafts}
 
 

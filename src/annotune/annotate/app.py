@@ -8,8 +8,8 @@ carry the session's CSRF token, and an API token (``Authorization: Bearer ...``,
 from __future__ import annotations
 
 import hmac
-import logging
 import json
+import logging
 import os
 import threading
 import time
@@ -19,9 +19,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import exc as sa_exc
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -79,7 +79,7 @@ class Client:
         return self._json("POST", f"/api/projects/{project}/members", json={"user": user})
 
     def import_file(self, project: str, path: str | Path, kind: str = "auto", fmt: str | None = None) -> dict:
-        params = {"kind": kind, **({"format": fmt} if fmt else {})}
+        params = {"kind": kind, "filename": Path(path).name, **({"format": fmt} if fmt else {})}
         return self._json("POST", f"/api/projects/{project}/import", params=params, content=Path(path).read_bytes())
 
     def next_task(self, project: str) -> dict[str, Any] | None:

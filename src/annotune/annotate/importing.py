@@ -229,9 +229,20 @@ def content_key(payload: dict[str, Any]) -> str:
 
 
 def import_file(conn: Connection, project: Project, path: str | Path, kind: str = "auto",
-                fmt: str | None = None) -> ImportResult:
-    """Import ``path`` into ``project`` in the caller's transaction."""
-    shaped = read_import(project, path, kind, fmt)
+                fmt: str | None = None, shown_as: str | None = None) -> ImportResult:
+    """Import ``path`` into ``project`` in the caller's transaction. ``shown_as`` is the name the user knows the
+    file by (an upload's own name, not the server's temporary copy): problems and sources use it."""
+    try:
+        shaped = read_import(project, path, kind, fmt)
+    except DataError as exc:
+        if shown_as is None:
+            raise
+        raise DataError(str(exc).replace(str(path), shown_as)) from None
+    if shown_as is not None:
+        for _, _, item in shaped:
+            if item.source and item.source.get("path") == str(path):
+                item.source = {**item.source, "path": shown_as,
+                               "location": str(item.source.get("location", "")).replace(str(path), shown_as)}
     rec = schema.records
     known = {row.ext_id for row in conn.execute(
         sa.select(rec.c.ext_id).where(rec.c.project_id == project.id, rec.c.ext_id.is_not(None)))}

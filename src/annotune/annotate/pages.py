@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from annotune.annotate import exporting, importing, markdown, queue, review, stats, store
-from annotune.annotate.api import export_response, import_upload, set_session_cookie
+from annotune.annotate.api import export_response, import_upload, set_session_cookie, upload_name
 from annotune.annotate.app import SESSION_COOKIE, Auth, CurrentAuth
 from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
 from annotune.annotate.queue import Task
@@ -293,9 +293,9 @@ async def import_file_upload(name: str, request: Request, auth: CurrentAuth) -> 
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise Invalid("file", "choose a file to import")
-    suffix = Path(upload.filename or "upload.jsonl").suffix or ".jsonl"
-    result = await run_in_threadpool(import_upload, request.app.state.db, name, await upload.read(), suffix,
-                                     str(form.get("kind") or "auto"), str(form.get("format") or "") or None)
+    fmt = str(form.get("format") or "") or None
+    result = await run_in_threadpool(import_upload, request.app.state.db, name, await upload.read(),
+                                     upload_name(upload.filename, fmt), str(form.get("kind") or "auto"), fmt)
     return _see(f"/p/{quote(name)}?notice=imported&added={result.added}&already={result.already_there}"
                 f"&drafts={result.drafts}")
 

@@ -314,3 +314,16 @@ def test_uploads_keep_their_own_name_in_problems_and_sources(app_db, db_url, tmp
         sources = [row.source for row in conn.execute(sa.select(schema.records.c.source)) if row.source]
     db.dispose()
     assert {"path": "faq-round-2.jsonl", "location": "faq-round-2.jsonl:1"} in sources
+
+
+def test_error_pages_link_back_for_real_and_the_api_is_described(app_db):
+    app, tokens = app_db
+    ann = session(app, "ann1")
+    page = ann.get("/p/theirs", headers={"accept": "text/html", "referer": "http://testserver/p/mine?x=1"})
+    assert page.status_code == 404 and "javascript:" not in page.text  # not a member: no such project for ann1
+    assert 'href="/p/mine?x=1" id="back"' in page.text
+    elsewhere = ann.get("/p/theirs", headers={"accept": "text/html", "referer": "https://evil.example/p/mine"})
+    assert 'id="back"' not in elsewhere.text and "evil.example" not in elsewhere.text
+    assert client(app).get("/api/docs").status_code == 404
+    described = client(app).get("/api/openapi.json")
+    assert described.status_code == 200 and "/api/projects/{name}/import" in described.json()["paths"]

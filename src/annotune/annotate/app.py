@@ -226,7 +226,9 @@ def create_app(db_url: str | None = None, settings: Settings | None = None, db: 
     """The application over the database at ``db_url`` (migrated on start)."""
     from annotune.annotate import api, pages
 
-    app = FastAPI(title="annotune workbench", docs_url="/api/docs", openapi_url="/api/openapi.json",
+    # No Swagger page: it loads its scripts from a CDN, which the CSP (and an offline server) rules out; the
+    # OpenAPI description itself is served.
+    app = FastAPI(title="annotune workbench", docs_url=None, openapi_url="/api/openapi.json",
                   redoc_url=None)
     app.state.db = db or open_database(db_url)
     app.state.settings = settings or Settings()

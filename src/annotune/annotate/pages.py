@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -58,8 +58,18 @@ def _page(request: Request, template: str, auth: Auth | None, status: int = 200,
 
 
 def render_error(request: Request, message: str, status: int) -> HTMLResponse:
-    return templates.TemplateResponse(request, "error.html", {"message": message, "status": status, "user": None},
-                                      status_code=status)
+    return templates.TemplateResponse(request, "error.html", {"message": message, "status": status, "user": None,
+                                                             "back": _back_link(request)}, status_code=status)
+
+
+def _back_link(request: Request) -> str | None:
+    """The page the user came from, when it is a page of this server (a real link: the CSP blocks javascript:)."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.url.netloc or not referer.path.startswith("/"):
+        return None
+    if referer.path == request.url.path and request.method == "GET":
+        return None  # going "back" to the page that failed would fail again
+    return referer.path + (f"?{referer.query}" if referer.query else "")
 
 
 def _see(url: str) -> RedirectResponse:

@@ -219,12 +219,16 @@ def test_database_and_file_mistakes_are_clear_errors_that_create_nothing(tmp_pat
         assert result.returncode == 2 and expected in result.stderr
 
 
+def _write_project(url: str, name: str) -> None:
+    db = dbm.open_database(url, create=True)
+    with db.transaction() as conn:
+        store.create_project(conn, name, "write", "")
+    db.dispose()
+
+
 def test_import_reads_what_ingest_writes(sqlite_url, tmp_path):
     # ingest keeps U+2028 inside chunk text, and editors may add a byte-order mark: both import as they are
-    db = dbm.open_database(sqlite_url, create=True)
-    with db.transaction() as conn:
-        store.create_project(conn, "faq", "write", "")
-    db.dispose()
+    _write_project(sqlite_url, "faq")
     chunks = tmp_path / "chunks.jsonl"
     chunks.write_text("\ufeff" + json.dumps({"id": "c1", "text": "First line\u2028second line."}, ensure_ascii=False)
                       + "\n", encoding="utf-8")
@@ -237,10 +241,7 @@ def test_import_reads_what_ingest_writes(sqlite_url, tmp_path):
 
 
 def test_reimporting_records_without_ids_adds_nothing(sqlite_url, tmp_path):
-    db = dbm.open_database(sqlite_url, create=True)
-    with db.transaction() as conn:
-        store.create_project(conn, "faq", "write", "")
-    db.dispose()
+    _write_project(sqlite_url, "faq")
     chunks = tmp_path / "chunks.jsonl"
     chunks.write_text("".join(json.dumps({"text": f"Chunk {i} has no id."}) + "\n" for i in range(3)))
     assert "imported 3 record(s) into faq (0 already there)" in cli("import", "faq", str(chunks), db=sqlite_url).stdout

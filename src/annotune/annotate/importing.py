@@ -116,6 +116,13 @@ def _answer(item: Any, default_model: str) -> dict[str, str] | None:
     return None
 
 
+def _with_reference(payload: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` plus the record's reference answer, if it has one (shown to annotators beside the task, e.g.
+    the held-out answer `annotune evaluate` compared against)."""
+    reference = record.get("reference")
+    return {**payload, "reference": reference} if isinstance(reference, str) and reference.strip() else payload
+
+
 def _answers(value: Any, where: str, problems: list[str]) -> Incoming | None:
     if not isinstance(value, dict):
         problems.append(f"{where}:record: expected a JSON object")
@@ -131,9 +138,7 @@ def _answers(value: Any, where: str, problems: list[str]) -> Incoming | None:
     if messages is None:
         return None
     ext_id = value.get("id")
-    payload: dict[str, Any] = {"messages": messages, "answers": answers}
-    if isinstance(value.get("reference"), str) and value["reference"].strip():
-        payload["reference"] = value["reference"]  # shown to annotators beside the task (e.g. from evaluate)
+    payload = _with_reference({"messages": messages, "answers": answers}, value)
     return Incoming(payload, value.get("source") if isinstance(value.get("source"), dict) else None,
                     str(ext_id) if ext_id is not None else None, where)
 
@@ -152,9 +157,7 @@ def _from_conversations(path: Path, fmt: str | None) -> tuple[list[Incoming], li
             problems.append(f"{where}:messages: the conversation must end with a user message (and its answer)")
             continue
         ext_id = conv.meta.get("id")
-        payload: dict[str, Any] = {"messages": messages, "answers": answers}
-        if isinstance(conv.meta.get("reference"), str) and conv.meta["reference"].strip():
-            payload["reference"] = conv.meta["reference"]
+        payload = _with_reference({"messages": messages, "answers": answers}, conv.meta)
         incoming.append(Incoming(payload, {"path": str(path), "location": where},
                                  str(ext_id) if ext_id is not None else None, where))
     return incoming, problems

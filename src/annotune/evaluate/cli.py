@@ -107,15 +107,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     gates = parse_gates(args.fail_under)
     if bool(args.judge_url) != bool(args.judge_model):
         raise AnnotuneError("--judge-url and --judge-model go together")
-    if args.to_workbench and args.db and args.url:
-        raise AnnotuneError("give either --url (a running workbench) or --db (its database), not both")
-    if args.url:
-        import os
+    client = None
+    if args.to_workbench and args.url:
+        from annotune.annotate.cli import api_client
 
-        from annotune.annotate.client import TOKEN_ENV
-
-        if not os.environ.get(TOKEN_ENV):
-            raise AnnotuneError(f"--url needs an API token in ${TOKEN_ENV}")
+        client = api_client(args)  # --url with --db, or without a token, is refused before any work
     cfg = build_config(GenerationConfig, args)
     baselines = [] if args.no_baseline else (args.baseline or default_baseline(args.runs[0]))
     first = Path(split_name(args.runs[0])[1])
@@ -134,7 +130,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         runs = [n for n, e in report["models"].items() if e["role"] == "run"]
         base = next((n for n, e in report["models"].items() if e["role"] == "baseline"), None)
         counts = send(out / "answers.jsonl", args.to_workbench, runs[0], base, args.weak_below, db_url=args.db,
-                      url=args.url)
+                      client=client)
         print(f"Workbench project {args.to_workbench}: {counts['added']} new tasks "
               f"({counts['already_there']} already there, from {counts['tasks']} weak answers of {runs[0]})")
     failures = gate_failures(report, gates)

@@ -41,17 +41,15 @@ def task_rows(task_type: str, rows: list[dict], run: str, baseline: str | None, 
 
 
 def send(answers_file: Path, project: str, run: str, baseline: str | None, threshold: float,
-         db_url: str | None = None, url: str | None = None) -> dict:
-    """Create the tasks in ``project`` (local database ``db_url``, or the server at ``url``); returns counts."""
+         db_url: str | None = None, client=None) -> dict:
+    """Create the tasks in ``project`` (local database ``db_url``, or a running workbench through ``client``, an
+    :class:`annotune.annotate.client.Client`); returns counts."""
     rows = [json.loads(line) for line in answers_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if url:
-        from annotune.annotate.client import Client
-
-        client = Client(url)
+    if client is not None:
         try:
             found = [p for p in client.projects() if p["name"] == project]
             if not found:
-                raise AnnotuneError(f"no project {project!r} on {url} that your token can see")
+                raise AnnotuneError(f"no project {project!r} on {client.http.base_url} that your token can see")
             tasks = task_rows(found[0]["task_type"], rows, run, baseline, threshold)
             if not tasks:
                 return {"tasks": 0, "added": 0, "already_there": 0}

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from annotune.conversation import Conversation, Message
-from annotune.errors import AnnotuneError
 from annotune.evaluate import metrics
 from annotune.evaluate.data import Question, read_questions
 from annotune.generation.config import GenerationConfig
@@ -52,16 +51,13 @@ def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: G
     from tqdm.auto import tqdm
 
     from annotune.evaluate.report import write_report
-    from annotune.generation.loading import describe, load_engine, split_name
+    from annotune.generation.loading import describe, load_engine, split_name, unique_names
 
     questions = read_questions(data, data_format)  # bad data is refused before any model loads
     refs = [*baselines, *runs]
-    names = [describe(ref).name for ref in refs]  # every reference resolves before any weights load
-    clash = sorted({n for n in names if names.count(n) > 1})
-    if clash:
-        raise AnnotuneError(f"two models would be called {clash[0]!r}; name them apart with NAME=PATH")
-    results = {name: ModelResult(name, split_name(ref)[1], "baseline" if ref in baselines else "run")
-               for name, ref in zip(names, refs)}
+    specs = unique_names([describe(ref) for ref in refs])  # every reference resolves before any weights load
+    results = {spec.name: ModelResult(spec.name, split_name(ref)[1], "baseline" if ref in baselines else "run")
+               for spec, ref in zip(specs, refs)}
     probe_items = load_probe() if probe else []
     started = time.perf_counter()
     # One model at a time, each on its own (a LoRA run merged into its base): faster than batching the
@@ -69,12 +65,12 @@ def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: G
     prompts = [q.messages for q in questions] + [[{"role": "user", "content": p["question"]}] for p in probe_items]
     with tqdm(total=len(refs) * len(prompts), desc="answering", unit="answer", file=sys.stderr,
               disable=not progress) as bar:
-        for name, ref in zip(names, refs):
-            with load_engine(ref) as engine:
-                _answer(engine, results[name], questions, probe_items, prompts, cfg, bar)
+        for spec in specs:
+            with load_engine(spec) as engine:
+                _answer(engine, results[spec.name], questions, probe_items, prompts, cfg, bar)
     seconds = time.perf_counter() - started
     for result in results.values():
-        result.summary = _summary(result, questions)
+        result.summary = _summary(result)
     judged = judge.judge_all(questions, results) if judge else None
     report = _compare(results, probe_items)
     report.update(data=str(data), questions=len(questions), seconds=round(seconds, 1),
@@ -114,7 +110,7 @@ def _scores(question: Question, result) -> dict:
     return {"text": text, "finish_reason": result.finish_reason, "tokens": result.completion_tokens, **scores}
 
 
-def _summary(result: ModelResult, questions: list[Question]) -> dict:
+def _summary(result: ModelResult) -> dict:
     summary: dict[str, Any] = {}
     for metric in ACCURACY_METRICS:
         values = [a[metric] for a in result.answers if metric in a]

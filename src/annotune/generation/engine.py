@@ -61,7 +61,6 @@ class ServedModel:
     adapter: str | None = None  # adapter name inside the engine's model; None: the weights as loaded
     system: str | None = None  # the training chats' shared system prompt, used when a request gives none
     parent: str | None = None  # the base model's name, for listings
-    source: str = ""  # the reference it was loaded from, as given
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # fast tokenizers are not re-entrant
 
     def with_system(self, messages: list[dict]) -> list[dict]:

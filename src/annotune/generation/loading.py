@@ -34,7 +34,6 @@ class Spec:
     system: str | None = None
     adapter_dir: Path | None = None
     parent: str | None = None
-    source: str = ""
 
 
 def split_name(text: str) -> tuple[str | None, str]:
@@ -56,24 +55,30 @@ def describe(text: str) -> Spec:
         run.require_complete()
         tokenizer = run.tokenizer()
         return Spec(name or run.name, run.base(), tokenizer, run.stop_ids or stop_token_ids(tokenizer),
-                    run.default_system, run.adapter_dir, run.base_label(), text)
+                    run.default_system, run.adapter_dir, run.base_label())
     base = resolve_model(ref)
     tokenizer = load_tokenizer(base)
     ensure_chat_template(tokenizer)
     label = path.name if base.kind in ("folder", "gguf") else ref
-    return Spec(name or label, base, tokenizer, stop_token_ids(tokenizer), source=text)
+    return Spec(name or label, base, tokenizer, stop_token_ids(tokenizer))
 
 
-def load_engines(refs: list[str], device: str | None = None, dtype: str = "fp32", max_model_len: int | None = None,
-                 **engine_options) -> list[Engine]:
-    """One engine per distinct base model among ``refs``; model names are unique across all of them."""
-    from annotune.models.identity import same_base
-
-    specs = [describe(ref) for ref in refs]
+def unique_names(specs: list[Spec]) -> list[Spec]:
+    """``specs``, refused when two would answer to the same name."""
     names = [s.name for s in specs]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise AnnotuneError(f"two models would be called {clash[0]!r}; name them apart with NAME=PATH")
+    return specs
+
+
+def load_engines(refs: list[str | Spec], device: str | None = None, dtype: str = "fp32",
+                 max_model_len: int | None = None, **engine_options) -> list[Engine]:
+    """One engine per distinct base model among ``refs`` (references, or specs from :func:`describe`); model
+    names are unique across all of them."""
+    from annotune.models.identity import same_base
+
+    specs = unique_names([ref if isinstance(ref, Spec) else describe(ref) for ref in refs])
     groups: list[list[Spec]] = []
     for spec in specs:
         group = next((g for g in groups if same_base(g[0].base, spec.base)), None)
@@ -82,9 +87,9 @@ def load_engines(refs: list[str], device: str | None = None, dtype: str = "fp32"
     return [_build(group, device, DTYPES[dtype], max_model_len, engine_options) for group in groups]
 
 
-def load_engine(ref: str | list[str], **options) -> Engine:
+def load_engine(ref: str | Spec | list[str | Spec], **options) -> Engine:
     """The engine for one reference (or several on one base model)."""
-    engines = load_engines([ref] if isinstance(ref, str) else ref, **options)
+    engines = load_engines(ref if isinstance(ref, list) else [ref], **options)
     if len(engines) > 1:
         raise AnnotuneError("these models have different base models; load them as separate engines")
     return engines[0]
@@ -109,7 +114,7 @@ def _build(specs: list[Spec], device: str, dtype, max_model_len: int | None, opt
         model.to(device)
     context = _context_length(model.config, max_model_len)
     served = {s.name: ServedModel(s.name, s.tokenizer, frozenset(s.stop_ids), context, internal[s.name], s.system,
-                                  s.parent, s.source) for s in specs}
+                                  s.parent) for s in specs}
     return Engine(model.eval(), served, device=device, **options)
 
 

@@ -14,9 +14,8 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from annotune.annotate import exporting, importing, queue, review, stats, store
-from annotune.annotate.app import SESSION_COOKIE, Auth, CurrentAuth
+from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, set_session_cookie
 from annotune.annotate.db import Database
-from annotune.annotate.store import SESSION_SECONDS
 
 router = APIRouter(prefix="/api")
 
@@ -66,11 +65,6 @@ def _db(request: Request) -> Database:
 def project_json(project: store.Project) -> dict[str, Any]:
     return {"name": project.name, "task_type": project.task_type, "guidelines": project.guidelines,
             "labels": project.labels, "overlap": project.overlap}
-
-
-def set_session_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
-                        secure=request.app.state.settings.secure_cookies, path="/")
 
 
 @router.get("/health")

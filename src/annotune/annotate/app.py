@@ -1,39 +1,32 @@
-"""The workbench web application: authentication, CSRF, limits and error handling around the API and pages.
-
-Two ways in: a login session (cookie, for the pages and the browser) whose state-changing requests must
-carry the session's CSRF token, and an API token (``Authorization: Bearer ...``, for the CLI, scripts and
-:mod:`annotune.annotate.client`), which needs no CSRF token because browsers never send it on their own.
+"""The workbench web application: the one place that composes the API and page routers with the body
+limit, security headers and error handling. Who is calling is :mod:`annotune.annotate.auth`'s business.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from annotune.annotate import store
+from annotune.annotate import api, pages
+from annotune.annotate.auth import AuthCache
 from annotune.annotate.db import Database, open_database
-from annotune.annotate.errors import Forbidden, Invalid, Throttled, Unauthorized, WorkbenchError
+from annotune.annotate.errors import Invalid, Throttled, Unauthorized, WorkbenchError
+from annotune.annotate.pages import render_error
 from annotune.annotate.queue import LEASE_SECONDS
 from annotune.errors import AnnotuneError
 from annotune.web import SecurityHeaders, with_security_headers
 
-SESSION_COOKIE = "annotune_session"
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 MAX_UPLOAD = 20 * 1024 * 1024  # bytes in one request body
 HERE = Path(__file__).parent
 
@@ -84,90 +77,11 @@ def _too_large(limit: int) -> Response:
                                   "file and import it in parts"}, status_code=413)
 
 
-@dataclass(frozen=True)
-class Auth:
-    user: store.User
-    csrf_token: str | None  # None for API-token requests
-    session_token: str | None = None
-
-
-def _lookup(db: Database, bearer: str | None, session: str | None) -> Auth | None:
-    with db.transaction(readonly=True) as conn:
-        if bearer:
-            user = store.user_for_token(conn, bearer)
-            return Auth(user, None) if user else None
-        if session:
-            found = store.session_user(conn, session)
-            return Auth(found[0], found[1], session) if found else None
-    return None
-
-
-class AuthCache:
-    """Recent successful logins-by-token, so most requests skip the lookup (a transaction and a thread hop).
-
-    Entries live ``ttl`` seconds. Logging out here drops the session at once; a session or token removed by
-    another process (``user password`` logs a user out) stops working within ``ttl``.
-    """
-
-    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
-        self.ttl, self.size = ttl, size
-        self._items: dict[tuple[str, str], tuple[float, Auth]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> Auth | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is None or found[0] < time.monotonic():
-                self._items.pop(key, None)
-                return None
-            return found[1]
-
-    def put(self, key: tuple[str, str], auth: Auth) -> None:
-        with self._lock:
-            if len(self._items) >= self.size:
-                self._items.clear()
-            self._items[key] = (time.monotonic() + self.ttl, auth)
-
-    def drop(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-
-async def authenticate(request: Request) -> Auth:
-    """The caller, or 401; a session's unsafe request must also carry the CSRF token (else 403)."""
-    header = request.headers.get("authorization", "")
-    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
-    if header and bearer is None:
-        raise Unauthorized("use 'Authorization: Bearer TOKEN' (create one with `annotune workbench token NAME`)")
-    session = request.cookies.get(SESSION_COOKIE)
-    key = ("bearer", bearer) if bearer else ("session", session or "")
-    cache: AuthCache = request.app.state.auth_cache
-    auth = cache.get(key)
-    if auth is None:
-        auth = await run_in_threadpool(_lookup, request.app.state.db, bearer, session)
-        if auth is None:
-            raise Unauthorized("log in first, or send a valid API token")
-        cache.put(key, auth)
-    if auth.csrf_token is not None and request.method not in SAFE_METHODS:
-        sent = request.headers.get("x-csrf-token")
-        if sent is None and request.headers.get("content-type", "").startswith(
-                ("application/x-www-form-urlencoded", "multipart/form-data")):
-            sent = (await request.form()).get("csrf_token")
-        if not isinstance(sent, str) or not hmac.compare_digest(sent, auth.csrf_token):
-            raise Forbidden("missing or wrong CSRF token; reload the page and try again")
-    return auth
-
-
-CurrentAuth = Annotated[Auth, Depends(authenticate)]
-
-
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    from annotune.annotate.pages import render_error
-
     @app.exception_handler(WorkbenchError)
     async def _workbench_error(request: Request, exc: WorkbenchError) -> Response:
         headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, Throttled) else None
@@ -224,8 +138,6 @@ def app_from_environment() -> FastAPI:
 
 def create_app(db_url: str | None = None, settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     """The application over the database at ``db_url`` (migrated on start)."""
-    from annotune.annotate import api, pages
-
     # No Swagger page: it loads its scripts from a CDN, which the CSP (and an offline server) rules out; the
     # OpenAPI description itself is served.
     app = FastAPI(title="annotune workbench", docs_url=None, openapi_url="/api/openapi.json",

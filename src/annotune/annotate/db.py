@@ -1,8 +1,7 @@
-"""Engines for SQLite (the default, in WAL mode) and PostgreSQL, and the ordered list of named migrations.
+"""Engines for SQLite (the default, in WAL mode) and PostgreSQL, and applying the migrations.
 
-Migrations follow one rule: the tables in :mod:`annotune.annotate.schema` are what every migration, applied
-in order, leaves behind. Applied names are recorded in ``annotune_migrations``; each migration runs in its
-own transaction, so a failed one leaves the database at the previous step.
+The migrations themselves live in :mod:`annotune.annotate.migrations`. Each runs in its own transaction, so
+a failed one leaves the database at the previous step.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from annotune.annotate import schema
+from annotune.annotate.migrations import MIGRATIONS
 from annotune.errors import AnnotuneError
 from annotune.paths import annotune_home
 
@@ -77,30 +77,20 @@ def make_engine(url: str) -> Engine:
 # ------------------------------------------------------------------------------------------ migrations
 
 
-def _m001_initial(conn: Connection) -> None:
-    for table in (schema.users, schema.api_tokens, schema.sessions, schema.projects, schema.members,
-                  schema.records, schema.assignments, schema.annotations):
-        table.create(conn)
-
-
-MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
-    ("001_initial", _m001_initial),
-]
-
-
-def migrate(engine: Engine) -> list[str]:
-    """Apply the migrations not yet recorded; returns the names applied now."""
+def migrate(engine: Engine, until: str | None = None) -> list[str]:
+    """Apply the migrations not yet recorded (up to and including ``until``); returns the names applied now."""
     with engine.begin() as conn:
         schema.migrations.create(conn, checkfirst=True)
     applied_now = []
     for name, step in MIGRATIONS:
         with engine.begin() as conn:
             done = conn.execute(sa.select(schema.migrations.c.name).where(schema.migrations.c.name == name))
-            if done.first() is not None:
-                continue
-            step(conn)
-            conn.execute(schema.migrations.insert().values(name=name, applied_at=time.time()))
-        applied_now.append(name)
+            if done.first() is None:
+                step(conn)
+                conn.execute(schema.migrations.insert().values(name=name, applied_at=time.time()))
+                applied_now.append(name)
+        if name == until:
+            break
     return applied_now
 
 

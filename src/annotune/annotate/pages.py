@@ -20,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from annotune.annotate import exporting, importing, markdown, queue, review, stats, store
-from annotune.annotate.api import export_response, import_upload, set_session_cookie, upload_name
-from annotune.annotate.app import SESSION_COOKIE, Auth, CurrentAuth
+from annotune.annotate.api import export_response, import_upload, upload_name
+from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, set_session_cookie
 from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
 from annotune.annotate.queue import Task
 

@@ -206,3 +206,21 @@ def test_chunks_import_into_the_workbench_as_write_tasks(folder, tmp_path):
         row = by_id[chunk["id"]]
         assert row.payload["context"] == chunk["text"]  # a write task shows the chunk as its context
         assert row.source["path"] == chunk["source"]["path"] and row.source["position"] == chunk["source"]["position"]
+
+
+def test_keep_pii_from_the_config_file_and_the_command_line(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.txt").write_text("Our help desk is help@shop.example and 020 7946 0958; "
+                                "the complaint came from ann@example.com on 020 7946 0111.")
+    config = tmp_path / "ingest.yaml"
+    config.write_text("min_words: 3\nredact:\n  keep: [help@shop.example]\n")
+    assert run_cli("ingest", str(root), "--out", str(tmp_path / "a"), "--config", str(config),
+                   "--keep-pii", "020-7946-0958").returncode == 0
+    [chunk] = chunks_of(tmp_path / "a")
+    assert chunk["text"] == ("Our help desk is help@shop.example and 020 7946 0958; "
+                             "the complaint came from <EMAIL> on <PHONE>.")
+    config.write_text("redact:\n  keep: [help@shop.example]\n  allow: [x]\n")
+    result = run_cli("ingest", str(root), "--out", str(tmp_path / "b"), "--config", str(config))
+    assert result.returncode != 0 and "redact: unknown key(s) allow" in result.stderr
+    assert not (tmp_path / "b" / "chunks.jsonl").exists()

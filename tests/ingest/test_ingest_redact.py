@@ -60,3 +60,15 @@ def test_custom_patterns_and_counts():
 
 def test_luhn():
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+
+
+def test_kept_values_stay_whatever_their_spelling_and_others_are_still_redacted():
+    from annotune.ingest.redact import pii_key
+
+    keep = frozenset(pii_key(v) for v in ["Support@Acme.example", "+1 555 010 0199", "ACME-42"])
+    text = ("Write to support@acme.example or call +1 (555) 010-0199; "
+            "a customer wrote from jane@mail.example and from +1 (555) 123-4567 about ACME-42 and ACME-43.")
+    redacted, counts = redact(text, {"ticket": r"ACME-\d+"}, keep)
+    assert redacted == ("Write to support@acme.example or call +1 (555) 010-0199; "
+                        "a customer wrote from <EMAIL> and from <PHONE> about ACME-42 and <TICKET>.")
+    assert counts == {"EMAIL": 1, "PHONE": 1, "TICKET": 1}

@@ -37,11 +37,34 @@ class IngestConfig(BaseModel):
     # Redaction
     redact: bool = Field(True, description="Replace e-mails, phone numbers, card numbers, IBANs and IP addresses with typed placeholders.")
     redact_patterns: dict[str, str] = Field(default_factory=dict, description="Extra patterns to redact: NAME: regex; matches become <NAME>.")
+    keep_pii: list[str] = Field(default_factory=list, description="Values never redacted, such as your own support e-mail and phone number (phone numbers match whatever their spacing and punctuation).")
     # Chunking
     chunk_tokens: int = Field(400, ge=16, description="Token budget of a chunk (tokens are words and punctuation marks).")
     chunk_overlap: int = Field(40, ge=0, description="Tokens repeated from the end of a chunk at the start of the next one in the same section.")
     workers: int = Field(0, ge=0, description="Processes for the per-document steps: 0 uses every CPU core, 1 runs in this process.")
     progress: bool = Field(True, description="Show a progress bar.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redact_section(cls, values):
+        """``redact: {keep: [...]}`` in YAML is redaction on with an allow-list (the same as ``keep_pii``)."""
+        if isinstance(values, dict) and isinstance(values.get("redact"), dict):
+            section = dict(values["redact"])
+            unknown = set(section) - {"enabled", "keep"}
+            if unknown:
+                raise ValueError(f"redact: unknown key(s) {', '.join(sorted(unknown))}; use enabled: true|false "
+                                 "and keep: [values never redacted]")
+            values = {**values, "redact": section.get("enabled", True)}
+            values["keep_pii"] = [*values.get("keep_pii", []), *section.get("keep", [])]
+        return values
+
+    @field_validator("keep_pii")
+    @classmethod
+    def _check_keep(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not isinstance(item, str) or not re.search(r"[0-9A-Za-z]", item):
+                raise ValueError(f"{item!r} is not a value to keep: give the e-mail address or number as written")
+        return value
 
     @field_validator("languages", mode="before")
     @classmethod

@@ -3,6 +3,9 @@
 Each kind is a regular expression that finds candidates plus a check that confirms them (Luhn for cards,
 mod-97 for IBANs, octet ranges for IPv4, digit counts and date shapes for phones), so that version numbers,
 dates and order ids survive. Custom patterns from the config are applied after the built-in ones.
+
+An allow-list (``keep``) names values that stay as they are: the organisation's own published support
+address and phone number are knowledge the model should learn, not personal data.
 """
 
 from __future__ import annotations
@@ -110,8 +113,19 @@ def _custom(patterns: tuple[tuple[str, str], ...]) -> tuple[tuple[str, re.Patter
     return tuple((name.upper(), re.compile(pattern), None) for name, pattern in patterns)
 
 
-def redact(text: str, custom: dict[str, str] | None = None) -> tuple[str, Counter]:
-    """``text`` with each confirmed match replaced by ``<KIND>``, and how many of each kind were replaced."""
+def pii_key(value: str) -> str:
+    """What two spellings of one value share: an e-mail address in lower case; anything else (a phone number,
+    an IBAN, a card, an IP, a custom match) as its letters and digits only, so that ``+1 (555) 010-0199``
+    and ``+1 555 010 0199`` are the same."""
+    value = value.strip().lower()
+    return value if "@" in value else re.sub(r"[^0-9a-z]", "", value)
+
+
+def redact(text: str, custom: dict[str, str] | None = None,
+           keep: frozenset[str] = frozenset()) -> tuple[str, Counter]:
+    """``text`` with each confirmed match replaced by ``<KIND>``, and how many of each kind were replaced.
+
+    ``keep`` holds :func:`pii_key` of values left as they are."""
     counts: Counter = Counter()
     # Every built-in kind but e-mail needs a digit, and e-mail needs an @: most paragraphs skip all of them.
     has_digit, has_at = _DIGIT.search(text) is not None, "@" in text
@@ -120,7 +134,7 @@ def redact(text: str, custom: dict[str, str] | None = None) -> tuple[str, Counte
             continue
 
         def replace(match: re.Match, kind=kind, check=check, current=text) -> str:
-            if check is not None and not check(match, current):
+            if check is not None and not check(match, current) or keep and pii_key(match.group()) in keep:
                 return match.group()
             counts[kind] += 1
             return f"<{kind}>"

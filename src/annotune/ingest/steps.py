@@ -20,7 +20,7 @@ from annotune.ingest.clean import clean_and_filter
 from annotune.ingest.config import IngestConfig
 from annotune.ingest.dedup import fingerprint
 from annotune.ingest.document import Document
-from annotune.ingest.redact import redact
+from annotune.ingest.redact import pii_key, redact
 
 
 @dataclass
@@ -52,7 +52,8 @@ def chunk_id(path: str, position: dict, text: str) -> str:
 
 def finish(document: Document, cfg: IngestConfig) -> tuple[list[dict[str, Any]], Counter]:
     """Redact (unless turned off) and chunk one kept document into chunks.jsonl records."""
-    text, pii = redact(document.text, cfg.redact_patterns) if cfg.redact else (document.text, Counter())
+    keep = frozenset(pii_key(value) for value in cfg.keep_pii)
+    text, pii = redact(document.text, cfg.redact_patterns, keep) if cfg.redact else (document.text, Counter())
     records = []
     for chunk in chunk_text(text, cfg.chunk_tokens, cfg.chunk_overlap):
         position = {**document.position, "chunk": chunk.index}

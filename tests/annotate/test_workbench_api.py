@@ -327,3 +327,26 @@ def test_error_pages_link_back_for_real_and_the_api_is_described(app_db):
     assert client(app).get("/api/docs").status_code == 404
     described = client(app).get("/api/openapi.json")
     assert described.status_code == 200 and "/api/projects/{name}/import" in described.json()["paths"]
+
+
+def test_the_review_queue_leases_through_the_api_and_refuses_self_review(app_db):
+    app, tokens = app_db
+    ann1, rev, admin = (client(app, tokens[n]) for n in ("ann1", "rev", "admin"))
+    task = ann1.get("/api/projects/mine/next").json()["task"]
+    done = ann1.post(f"/api/projects/mine/tasks/{task['assignment_id']}/submit", json={"value": {"score": 4}})
+    annotation_id = done.json()["annotation_id"]
+    assert ann1.post("/api/projects/mine/review/next").status_code == 403  # annotators do not review
+    leased = rev.post("/api/projects/mine/review/next").json()["annotation"]
+    assert leased["id"] == annotation_id and leased["review_lease_expires"] > time.time()
+    assert admin.post("/api/projects/mine/review/next").json() == {"annotation": None}  # rev holds it
+    assert rev.post(f"/api/projects/mine/annotations/{annotation_id}/release").json() == {"ok": True}
+    assert admin.post("/api/projects/mine/review/next").json()["annotation"]["id"] == annotation_id
+    # an admin who annotates is not their own reviewer unless the project allows it
+    own = admin.get("/api/projects/mine/next").json()["task"]
+    own_id = admin.post(f"/api/projects/mine/tasks/{own['assignment_id']}/submit",
+                        json={"value": {"score": 2}}).json()["annotation_id"]
+    refused = admin.post(f"/api/projects/mine/annotations/{own_id}/review", json={"decision": "accept", "version": 1})
+    assert refused.status_code == 403 and "is your own" in refused.json()["error"]
+    assert admin.patch("/api/projects/mine", json={"self_review": True}).json()["self_review"] is True
+    allowed = admin.post(f"/api/projects/mine/annotations/{own_id}/review", json={"decision": "accept", "version": 1})
+    assert allowed.json()["status"] == "accepted"

@@ -134,6 +134,8 @@ def test_every_task_type_by_keyboard_then_review_export_and_train(browser, workb
 
     review = login(browser, server, "rev")
     review.goto(f"{server.url}/p/write/review")
+    assert review.locator("#waiting").inner_text().startswith("2 annotation(s) waiting for you")
+    submit_with(review, "n")  # taking the next one is a POST: it leases the annotation to this reviewer
     submit_with(review, "a")
     review.locator("textarea[name=answer_0]").focus()
     review.keyboard.press("Control+A")
@@ -208,3 +210,65 @@ def test_a_stale_edit_gets_a_clear_409_instead_of_overwriting(browser, workbench
     submit_with(second, "Control+Enter")
     assert "changed by ann" in second.locator("#error").inner_text()
     assert values(db, "rate") == [{"score": 4, "comment": ""}]
+
+
+def annotate_directly(db, project_name, user_name, value):
+    """Lease and submit a task as ``user_name`` in the database, the way a page submit does."""
+    from annotune.annotate import queue
+
+    with db.transaction() as conn:
+        project, user = store.find_project(conn, project_name), store.find_user(conn, user_name)
+        task = queue.next_task(conn, project, user)
+        return queue.submit(conn, project, user, task.assignment_id, value)["annotation_id"]
+
+
+def test_reviewers_and_editors_see_every_pair_the_verdict_and_the_changes(browser, workbench):
+    server, db = workbench
+    pairs = [{"question": f"Question number {i}?", "answer": f"Answer number {i}."} for i in range(5)]
+    annotate_directly(db, "write", "ann", {"pairs": pairs})
+    annotate_directly(db, "correct", "ann", {"verdict": "rejected", "reason": "the weight is wrong"})
+    annotate_directly(db, "correct", "ann", {"verdict": "edited", "question": "Colour?", "answer": "Dark blue."})
+
+    page = login(browser, server, "ann")
+    page.goto(f"{server.url}/p/write/mine")
+    assert "Question number 4?" in page.locator("#mine").inner_text()  # the text, not just an id
+    page.click("#mine a")
+    assert page.locator("textarea[name^=question_]").count() == 6  # all five pairs and a blank row
+    submit_with(page, "Control+Enter")  # saving without a change keeps every pair
+    assert values(db, "write") == [{"pairs": pairs}]
+
+    rev = login(browser, server, "rev")
+    rev.goto(f"{server.url}/p/write/review")
+    submit_with(rev, "n")
+    assert rev.locator("#pair-count").inner_text() == "5"
+    assert rev.locator("textarea[name=answer_4]").input_value() == "Answer number 4."
+
+    rev.goto(f"{server.url}/p/correct/review")
+    submit_with(rev, "n")
+    assert rev.locator("#verdict").inner_text() == "draft rejected"
+    assert rev.locator("#reason").inner_text() == "the weight is wrong"
+    assert rev.locator("#changed").inner_text() == "changed the draft before submitting"
+    submit_with(rev, "a")  # the rejection stands; the next one is leased at once
+    assert rev.locator("#verdict").inner_text() == "draft corrected"
+    assert rev.locator("#changes del").all_inner_texts() == ["Blue."]
+    assert rev.locator("#changes ins").all_inner_texts() == ["Dark blue."]
+
+
+def test_my_annotations_pages_newest_first(browser, workbench, tmp_path):
+    server, db = workbench
+    with db.transaction() as conn:
+        project = store.create_project(conn, "many", "label", labels=["billing", "tech"])
+        store.add_member(conn, project, store.find_user(conn, "ann"))
+        importing.import_file(conn, project, write_jsonl(tmp_path / "many.jsonl",
+                                                         [{"id": f"t{i}", "text": f"Text {i}"} for i in range(51)]))
+    for i in range(51):
+        annotate_directly(db, "many", "ann", {"label": "tech" if i == 50 else "billing"})
+    page = login(browser, server, "ann")
+    page.goto(f"{server.url}/p/many/mine")
+    rows = page.locator("#mine tbody tr").all_inner_texts()
+    assert len(rows) == 50 and rows[0].split("\t")[1] == "tech"  # newest first
+    with page.expect_navigation():
+        page.click("#older")
+    rows = page.locator("#mine tbody tr").all_inner_texts()
+    assert len(rows) == 1 and rows[0].split("\t")[1] == "billing"
+    assert page.locator("#older").count() == 0 and page.locator("#newer").count() == 1

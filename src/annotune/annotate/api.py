@@ -31,11 +31,13 @@ class ProjectBody(BaseModel):
     guidelines: str = ""
     labels: list[str] = Field(default_factory=list)
     overlap: int = 1
+    self_review: bool = False
 
 
 class ProjectPatch(BaseModel):
     guidelines: str | None = None
     overlap: int | None = None
+    self_review: bool | None = None
 
 
 class MemberBody(BaseModel):
@@ -64,7 +66,7 @@ def _db(request: Request) -> Database:
 
 def project_json(project: store.Project) -> dict[str, Any]:
     return {"name": project.name, "task_type": project.task_type, "guidelines": project.guidelines,
-            "labels": project.labels, "overlap": project.overlap}
+            "labels": project.labels, "overlap": project.overlap, "self_review": project.self_review}
 
 
 @router.get("/health")
@@ -107,7 +109,7 @@ def create_project(body: ProjectBody, request: Request, auth: CurrentAuth) -> di
     store.require_admin(auth.user)
     with _db(request).transaction() as conn:
         return project_json(store.create_project(conn, body.name, body.task_type, body.guidelines, body.labels,
-                                                 body.overlap))
+                                                 body.overlap, body.self_review))
 
 
 @router.get("/projects/{name}")
@@ -123,7 +125,8 @@ def patch_project(name: str, body: ProjectPatch, request: Request,
     store.require_admin(auth.user)
     with _db(request).transaction() as conn:
         project = store.find_project(conn, name)
-        return project_json(store.update_project(conn, project, body.guidelines, body.overlap))
+        return project_json(store.update_project(conn, project, body.guidelines, body.overlap,
+                                                            body.self_review))
 
 
 @router.post("/projects/{name}/members")
@@ -219,6 +222,23 @@ def review_annotation(name: str, annotation_id: int, body: ReviewBody, request: 
                              body.comment)
 
 
+@router.post("/projects/{name}/review/next")
+def next_review(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
+    """Lease the next annotation to review (the one already leased to the caller comes first)."""
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user, review=True)
+        return {"annotation": review.next_for_review(conn, project, auth.user)}
+
+
+@router.post("/projects/{name}/annotations/{annotation_id}/release")
+def release_review(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> dict[str, Any]:
+    """Give back a review lease so another reviewer can take the annotation now."""
+    with _db(request).transaction() as conn:
+        project = store.project_for(conn, name, auth.user, review=True)
+        review.release_review(conn, project, auth.user, annotation_id)
+    return {"ok": True}
+
+
 @router.get("/projects/{name}/stats")
 def project_stats(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
     with _db(request).transaction(readonly=True) as conn:
@@ -226,13 +246,14 @@ def project_stats(name: str, request: Request, auth: CurrentAuth) -> dict[str, A
 
 
 def export_response(request: Request, auth: Auth, name: str, to: str, include_pending: bool,
-                    min_score: float | None) -> Response:
+                    min_score: float | None, changed_only: bool = False) -> Response:
     handle, path = tempfile.mkstemp(suffix=".jsonl", prefix="annotune-export-")
     os.close(handle)
     try:
         with _db(request).transaction(readonly=True) as conn:
             project = store.project_for(conn, name, auth.user, review=True)
-            count = exporting.export_project(conn, project, to, path, include_pending, min_score)
+            count = exporting.export_project(conn, project, to, path, include_pending, min_score,
+                                             changed_only)
     except BaseException:
         os.unlink(path)
         raise
@@ -242,8 +263,8 @@ def export_response(request: Request, auth: Auth, name: str, to: str, include_pe
 
 @router.get("/projects/{name}/export")
 def export(name: str, request: Request, auth: CurrentAuth, to: str = "openai", include_pending: bool = False,
-           min_score: float | None = None) -> Response:
-    return export_response(request, auth, name, to, include_pending, min_score)
+           min_score: float | None = None, changed_only: bool = False) -> Response:
+    return export_response(request, auth, name, to, include_pending, min_score, changed_only)
 
 
 @router.get("/users")

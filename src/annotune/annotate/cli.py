@@ -143,7 +143,8 @@ def run_project(args: argparse.Namespace) -> int:
     with open_db(args, create=args.project_command == "create").transaction() as conn:
         if args.project_command == "create":
             labels = [label for label in (args.labels or "").split(",") if label.strip()]
-            project = store.create_project(conn, args.name, args.type, guidelines, labels, args.overlap)
+            project = store.create_project(conn, args.name, args.type, guidelines, labels, args.overlap,
+                                           args.self_review)
             print(f"created project {project.name} ({project.task_type}, {project.overlap} annotation(s) per record)")
         elif args.project_command == "add-member":
             project = store.find_project(conn, args.project)
@@ -203,11 +204,13 @@ def run_export(args: argparse.Namespace) -> int:
     from annotune.annotate import exporting, store
 
     if args.url:
-        count = api_client(args).export(args.project, args.to, args.out, args.include_pending, args.min_score)
+        count = api_client(args).export(args.project, args.to, args.out, args.include_pending, args.min_score,
+                                        args.changed_only)
     else:
         with open_db(args).transaction() as conn:
             project = store.find_project(conn, args.project)
-            count = exporting.export_project(conn, project, args.to, args.out, args.include_pending, args.min_score)
+            count = exporting.export_project(conn, project, args.to, args.out, args.include_pending, args.min_score,
+                                             args.changed_only)
     print(f"wrote {count} example(s) to {args.out} ({args.to}); check it with `annotune data validate {args.out}`")
     return 0
 
@@ -282,6 +285,8 @@ def _add_projects(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--guidelines", help="Markdown file with the annotation guidelines")
     create.add_argument("--labels", help="comma-separated labels (label projects)")
     create.add_argument("--overlap", type=at_least_one, default=1, help="annotations each record needs (default 1)")
+    create.add_argument("--self-review", action="store_true",
+                        help="let reviewers accept or reject their own annotations (default: someone else reviews)")
     members = project_commands.add_parser("add-member", help="let users see and work on a project")
     members.add_argument("project")
     members.add_argument("users", nargs="+")
@@ -324,6 +329,8 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     exp.add_argument("--to", required=True, choices=EXPORT_FORMATS)
     exp.add_argument("--out", required=True, help="file to write (replaced atomically)")
     exp.add_argument("--include-pending", action="store_true", help="also export annotations not reviewed yet")
+    exp.add_argument("--changed-only", action="store_true",
+                     help="write and correct projects: leave out model drafts submitted without a change")
     exp.add_argument("--min-score", type=float, help="rate projects exported as openai/alpaca/sharegpt: lowest "
                                                       "mean score kept (default 4)")
     _add_remote(exp)

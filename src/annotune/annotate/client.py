@@ -104,14 +104,21 @@ class Client:
         return self._json("POST", f"/api/projects/{project}/annotations/{annotation_id}/review",
                           json={"decision": decision, "version": version, "value": value, "comment": comment})
 
+    def next_review(self, project: str) -> dict[str, Any] | None:
+        """Lease the next annotation to review; None when nothing is left for this reviewer."""
+        return self._json("POST", f"/api/projects/{project}/review/next")["annotation"]
+
+    def release_review(self, project: str, annotation_id: int) -> dict[str, Any]:
+        return self._json("POST", f"/api/projects/{project}/annotations/{annotation_id}/release")
+
     def stats(self, project: str) -> dict[str, Any]:
         return self._json("GET", f"/api/projects/{project}/stats")
 
     def export(self, project: str, to: str, out: str | Path, include_pending: bool = False,
-               min_score: float | None = None) -> int:
+               min_score: float | None = None, changed_only: bool = False) -> int:
         """Download the project's training data to ``out``; returns the number of examples."""
         response = self._call("GET", f"/api/projects/{project}/export",
-                              params={"to": to, "include_pending": include_pending,
+                              params={"to": to, "include_pending": include_pending, "changed_only": changed_only,
                                       **({"min_score": min_score} if min_score is not None else {})})
         from annotune.dataset.files import write_atomically
 

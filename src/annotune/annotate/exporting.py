@@ -1,7 +1,7 @@
 """Turning reviewed annotations into training data that ``annotune data validate`` accepts.
 
 By default only accepted annotations are exported (``include_pending`` adds ones not reviewed yet; rejected
-ones never leave). Where several annotators did one record, scores are averaged and choices and labels go
+ones never leave); ``changed_only`` leaves out model drafts submitted unchanged. Where several annotators did one record, scores are averaged and choices and labels go
 by majority; a record without a majority is left out. Identical examples are written once.
 """
 
@@ -30,14 +30,17 @@ def _conversation(messages: list[dict[str, str]], answer: str, meta: dict[str, A
     return Conversation([*(Message(m["role"], m["content"]) for m in messages), Message("assistant", answer)], meta)
 
 
-def _by_record(conn: Connection, project: Project, include_pending: bool) -> list[tuple[Any, list[Any]]]:
+def _by_record(conn: Connection, project: Project, include_pending: bool,
+               changed_only: bool = False) -> list[tuple[Any, list[Any]]]:
     ann, rec, users = schema.annotations, schema.records, schema.users
     statuses = ["accepted", "pending"] if include_pending else ["accepted"]
-    rows = conn.execute(
-        sa.select(ann.c.id, ann.c.value, ann.c.record_id, users.c.name.label("annotator"), rec.c.payload,
-                  rec.c.source)
-        .join(users, users.c.id == ann.c.user_id).join(rec, rec.c.id == ann.c.record_id)
-        .where(ann.c.project_id == project.id, ann.c.status.in_(statuses)).order_by(ann.c.record_id, ann.c.id))
+    query = (sa.select(ann.c.id, ann.c.value, ann.c.record_id, users.c.name.label("annotator"), rec.c.payload,
+                       rec.c.source)
+             .join(users, users.c.id == ann.c.user_id).join(rec, rec.c.id == ann.c.record_id)
+             .where(ann.c.project_id == project.id, ann.c.status.in_(statuses)))
+    if changed_only:  # NULL: written without a draft, kept
+        query = query.where(sa.or_(ann.c.suggestion_changed.is_(None), ann.c.suggestion_changed.is_(True)))
+    rows = conn.execute(query.order_by(ann.c.record_id, ann.c.id))
     grouped: dict[int, list[Any]] = defaultdict(list)
     for row in rows:
         grouped[row.record_id].append(row)
@@ -131,14 +134,16 @@ def _label_rows(project: Project, groups: list[tuple[Any, list[Any]]]) -> list[C
 
 
 def export_conversations(conn: Connection, project: Project, to: str, include_pending: bool = False,
-                         min_score: float | None = None) -> list[Conversation]:
+                         min_score: float | None = None, changed_only: bool = False) -> list[Conversation]:
     """``min_score`` (rate projects exported for fine-tuning; default 4): the lowest mean score kept."""
     if to not in EXPORT_FORMATS:
         raise Invalid("to", f"must be one of {', '.join(EXPORT_FORMATS)}, got {to!r}")
     if min_score is not None and (project.task_type != "rate" or to == "preference"):
         raise Invalid("min_score", "only applies to rate projects exported as openai, alpaca or sharegpt; "
                       "leave it out")
-    groups = _by_record(conn, project, include_pending)
+    if changed_only and project.task_type not in ("write", "correct"):
+        raise Invalid("changed_only", "only write and correct projects have drafts to leave out; leave it out")
+    groups = _by_record(conn, project, include_pending, changed_only)
     kind = project.task_type
     if to == "preference" and kind not in ("compare", "rate"):
         raise Invalid("to", f"a {kind} project has no preference pairs; export openai, alpaca or sharegpt "
@@ -169,9 +174,9 @@ def _unique(conversations: list[Conversation]) -> list[Conversation]:
 
 
 def export_project(conn: Connection, project: Project, to: str, out: str | Path, include_pending: bool = False,
-                   min_score: float | None = None) -> int:
+                   min_score: float | None = None, changed_only: bool = False) -> int:
     """Write the project's training data to ``out`` (atomically); returns the number of examples."""
-    conversations = _unique(export_conversations(conn, project, to, include_pending, min_score))
+    conversations = _unique(export_conversations(conn, project, to, include_pending, min_score, changed_only))
     if not conversations:
         hint = "" if include_pending else " accepted; review the pending ones or pass --include-pending"
         raise DataError(f"project {project.name!r} has nothing to export as {to} yet (no annotations{hint})")

@@ -116,6 +116,15 @@ def add_column(conn: Connection, table: str, column: sa.Column) -> None:
     conn.execute(sa.text(ddl))
 
 
+def _m003_reviews(conn: Connection) -> None:
+    """Review leases, no self-review unless the project allows it, and whether a draft was changed."""
+    add_column(conn, "annotations", sa.Column("suggestion_changed", sa.Boolean))
+    add_column(conn, "annotations", sa.Column("review_lease_user", sa.Integer))
+    add_column(conn, "annotations", sa.Column("review_lease_expires", sa.Float))
+    add_column(conn, "projects", sa.Column("self_review", sa.Boolean, nullable=False, server_default="0"))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
+    ("003_reviews", _m003_reviews),
 ]

@@ -19,11 +19,12 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from annotune.annotate import exporting, importing, markdown, queue, review, stats, store
+from annotune.annotate import diff, exporting, importing, markdown, queue, review, stats, store
 from annotune.annotate.api import export_response, import_upload, upload_name
 from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, set_session_cookie
 from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
 from annotune.annotate.queue import Task
+from annotune.annotate.tasks import MAX_PAIRS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -31,7 +32,8 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 # someone else made cannot put their words on the page as an official notice.
 NOTICES = {"saved": ("annotation {id} saved", ("id",)),
            "imported": ("imported {added} record(s) ({already} already there, {drafts} waiting for drafts)",
-                        ("added", "already", "drafts"))}
+                        ("added", "already", "drafts")),
+           "reviewed": ("nothing left for you to review right now", ())}
 
 
 def notice_for(request: Request) -> str | None:
@@ -48,8 +50,15 @@ def notice_for(request: Request) -> str | None:
 templates.env.globals["notice_for"] = notice_for
 templates.env.filters["markdown"] = markdown.render
 templates.env.filters["enumerate_list"] = lambda items: list(enumerate(items))
+templates.env.globals["draft_changes"] = diff.draft_changes
 LOGIN_CSRF_COOKIE = "annotune_login_csrf"
-WRITE_ROWS = 3  # question/answer pairs offered on a write form
+WRITE_ROWS = 3  # question/answer pairs offered on an empty write form
+MINE_PAGE = 50  # annotations per page of "my annotations"
+
+
+def write_rows(value: dict[str, Any]) -> int:
+    """Rows of a write form: every pair the value holds (none is ever hidden) plus a blank one, at least 3."""
+    return min(MAX_PAIRS, max(WRITE_ROWS, len(value.get("pairs") or []) + 1))
 
 
 def _page(request: Request, template: str, auth: Auth | None, status: int = 200, **context: Any) -> HTMLResponse:
@@ -157,7 +166,7 @@ def _task_page(request: Request, auth: Auth, project: store.Project, task: Task 
     elif task is not None and project.task_type == "write" and task.payload.get("suggestion"):
         value = {"pairs": task.payload["suggestion"]["pairs"]}
     return _page(request, "task.html", auth, status, project=project, task=task, error=error, value=value,
-                 entered=entered is not None, rows=WRITE_ROWS)
+                 entered=entered is not None, rows=write_rows(value))
 
 
 @router.get("/p/{name}/annotate")
@@ -171,9 +180,10 @@ def annotate(name: str, request: Request, auth: CurrentAuth) -> Response:
 def form_value(task_type: str, form: FormData, payload: dict[str, Any]) -> dict[str, Any]:
     """The annotation a task form describes (checked afterwards by :func:`tasks.check_value`)."""
     get = lambda key: str(form.get(key, ""))
-    if task_type == "write":
-        return {"pairs": [{"question": get(f"question_{i}"), "answer": get(f"answer_{i}")}
-                          for i in range(WRITE_ROWS)]}
+    if task_type == "write":  # every row the form sent, however many: the check enforces the limit
+        rows = sorted({int(key.split("_", 1)[1]) for key in form.keys()
+                       if key.startswith(("question_", "answer_")) and key.split("_", 1)[1].isdigit()})
+        return {"pairs": [{"question": get(f"question_{i}"), "answer": get(f"answer_{i}")} for i in rows]}
     if task_type == "correct":
         verdict = get("verdict") or "auto"
         if verdict == "auto":
@@ -231,12 +241,14 @@ async def _change_or_409(request: Request, run: Callable[[], Response]) -> Respo
 
 
 @router.get("/p/{name}/mine")
-def my_annotations(name: str, request: Request, auth: CurrentAuth) -> Response:
+def my_annotations(name: str, request: Request, auth: CurrentAuth, page: int = 1) -> Response:
+    page = max(1, min(page, 10**9))
     with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
-        items = [a for a in review.list_annotations(conn, project, auth.user, limit=1000)
-                 if a["annotator"] == auth.user.name]
-    return _page(request, "mine.html", auth, project=project, items=items[::-1])
+        items = review.list_annotations(conn, project, auth.user, limit=MINE_PAGE + 1,
+                                        offset=(page - 1) * MINE_PAGE, mine=True)
+    return _page(request, "mine.html", auth, project=project, items=items[:MINE_PAGE], page=page,
+                 more=len(items) > MINE_PAGE)
 
 
 @router.get("/p/{name}/annotations/{annotation_id}/edit")
@@ -244,7 +256,7 @@ def edit_form(name: str, annotation_id: int, request: Request, auth: CurrentAuth
     with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         item = review.get_annotation(conn, project, auth.user, annotation_id)
-    return _page(request, "edit.html", auth, project=project, item=item, rows=WRITE_ROWS)
+    return _page(request, "edit.html", auth, project=project, item=item, rows=write_rows(item["value"]))
 
 
 @router.post("/p/{name}/annotations/{annotation_id}/edit")
@@ -267,10 +279,29 @@ async def edit_submit(name: str, annotation_id: int, request: Request, auth: Cur
 
 @router.get("/p/{name}/review")
 def review_page(name: str, request: Request, auth: CurrentAuth) -> Response:
+    """The annotation leased to this reviewer, if any; taking the next one is a POST (it writes a lease)."""
     with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user, review=True)
-        item = review.next_for_review(conn, project, auth.user)
-    return _page(request, "review.html", auth, project=project, item=item, rows=WRITE_ROWS)
+        item = review.current_review(conn, project, auth.user)
+        waiting = review.queue_counts(conn, project, auth.user) if item is None else None
+    return _page(request, "review.html", auth, project=project, item=item, waiting=waiting,
+                 rows=write_rows(item["value"]) if item else WRITE_ROWS)
+
+
+@router.post("/p/{name}/review/next")
+def review_next(name: str, request: Request, auth: CurrentAuth) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user, review=True)
+        found = review.next_for_review(conn, project, auth.user)
+    return _see(f"/p/{quote(name)}/review" + ("" if found else "?notice=reviewed"))
+
+
+@router.post("/p/{name}/annotations/{annotation_id}/release")
+def review_release(name: str, annotation_id: int, request: Request, auth: CurrentAuth) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user, review=True)
+        review.release_review(conn, project, auth.user, annotation_id)
+    return _see(f"/p/{quote(name)}/review")
 
 
 @router.post("/p/{name}/annotations/{annotation_id}/review")
@@ -288,6 +319,7 @@ async def review_submit(name: str, annotation_id: int, request: Request,
                 value["verdict"] = "edited"
             review.review(conn, project, auth.user, annotation_id, decision, _version(form), value,
                           str(form.get("comment", "")))
+            review.next_for_review(conn, project, auth.user)  # the next one is ready when the page loads
         return _see(f"/p/{quote(name)}/review")
 
     return await _change_or_409(request, run)
@@ -312,5 +344,6 @@ async def import_file_upload(name: str, request: Request, auth: CurrentAuth) -> 
 
 @router.get("/p/{name}/export")
 def export_download(name: str, request: Request, auth: CurrentAuth, to: str = "openai",
-                    include_pending: bool = False, min_score: float | None = None) -> Response:
-    return export_response(request, auth, name, to, include_pending, min_score)
+                    include_pending: bool = False, min_score: float | None = None,
+                    changed_only: bool = False) -> Response:
+    return export_response(request, auth, name, to, include_pending, min_score, changed_only)

@@ -87,7 +87,7 @@ def _lease_statement(dialect: Any) -> Any:
 _LEASE = {"postgresql": _lease_statement(postgresql), "sqlite": _lease_statement(sqlite)}
 _OWN = (sa.select(a.c.id, a.c.record_id, a.c.status, a.c.expires_at)
         .where(a.c.id == sa.bindparam("assignment"), a.c.project_id == P_PROJECT, a.c.user_id == P_USER))
-_LOCKED_RECORD = sa.select(r.c.id, r.c.status, r.c.submitted).where(r.c.id == P_RECORD)
+_LOCKED_RECORD = sa.select(r.c.id, r.c.status, r.c.submitted, r.c.payload).where(r.c.id == P_RECORD)
 _ADD_ANNOTATION = ann.insert().returning(ann.c.id)
 _MARK_SUBMITTED = a.update().where(a.c.id == sa.bindparam("assignment")).values(status="submitted")
 _COUNT_SUBMIT = r.update().where(r.c.id == P_RECORD).values(submitted=sa.bindparam("submitted"),
@@ -176,7 +176,8 @@ def submit(conn: Connection, project: Project, user: User, assignment_id: int, v
     annotation_id = conn.execute(_ADD_ANNOTATION, {
         "record_id": record.id, "project_id": project.id, "assignment_id": assignment.id, "user_id": user.id,
         "value": checked, "status": "pending", "version": 1, "created_at": now, "updated_at": now,
-        "updated_by": user.id}).scalar_one()
+        "updated_by": user.id,
+        "suggestion_changed": tasks.suggestion_changed(project.task_type, record.payload, checked)}).scalar_one()
     conn.execute(_MARK_SUBMITTED, {"assignment": assignment.id})
     submitted = record.submitted + 1
     conn.execute(_COUNT_SUBMIT, {"record": record.id, "submitted": submitted,

@@ -3,6 +3,9 @@
 Every change names the ``version`` it was made against; a stale version gets :class:`Conflict` (HTTP 409)
 and nothing is written, so two people editing the same annotation never overwrite each other silently.
 A rejected annotation gives its place on the record back, so the record goes to someone else.
+
+The review queue hands each pending annotation to one reviewer at a time, under a lease like the annotation
+queue's, and never to its own author unless the project allows self-review.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ STATUSES = ("pending", "accepted", "rejected")
 ann, r, u = schema.annotations, schema.records, schema.users
 
 
+REVIEW_LEASE_SECONDS = 15 * 60
+
+
 def _row_to_json(row: Any) -> dict[str, Any]:
     return {"id": row.id, "record_id": row.record_id, "annotator": row.annotator, "value": row.value,
             "status": row.status, "version": row.version, "review_comment": row.review_comment,
             "created_at": row.created_at, "updated_at": row.updated_at, "payload": row.payload,
-            "source": row.source}
+            "source": row.source, "suggestion_changed": row.suggestion_changed,
+            "review_lease_expires": row.review_lease_expires}
 
 
 def _select() -> sa.Select:
@@ -36,16 +43,18 @@ def _select() -> sa.Select:
 
 
 def list_annotations(conn: Connection, project: Project, user: User, status: str | None = None,
-                     limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Annotations of the project, oldest first; annotators see only their own."""
+                     limit: int = 100, offset: int = 0, mine: bool = False) -> list[dict[str, Any]]:
+    """Annotations of the project, oldest first; annotators see only their own. ``mine``: the user's own,
+    newest first."""
     if status is not None and status not in STATUSES:
         raise Invalid("status", f"must be one of {', '.join(STATUSES)}, got {status!r}")
     query = _select().where(ann.c.project_id == project.id)
-    if not user.can_review:
+    if mine or not user.can_review:
         query = query.where(ann.c.user_id == user.id)
     if status:
         query = query.where(ann.c.status == status)
-    rows = conn.execute(query.order_by(ann.c.id).limit(max(1, min(limit, 1000))).offset(max(0, offset)))
+    order = ann.c.id.desc() if mine else ann.c.id
+    rows = conn.execute(query.order_by(order).limit(max(1, min(limit, 1000))).offset(max(0, offset)))
     return [_row_to_json(row) for row in rows]
 
 
@@ -99,8 +108,12 @@ def review(conn: Connection, project: Project, user: User, annotation_id: int, d
     if decision not in DECISIONS:
         raise Invalid("decision", f"must be one of {', '.join(DECISIONS)}, got {decision!r}")
     current = get_annotation(conn, project, user, annotation_id)
+    if current["annotator"] == user.name and not project.self_review:
+        raise Forbidden(f"annotation {annotation_id} is your own; another reviewer decides on it (an admin can "
+                        f"allow self-review for {project.name!r} in the project settings)")
     values: dict[str, Any] = {"review_comment": (comment or "").strip(),
-                              "status": "rejected" if decision == "reject" else "accepted"}
+                              "status": "rejected" if decision == "reject" else "accepted",
+                              "review_lease_user": None, "review_lease_expires": None}
     if decision == "edit":
         values["value"] = tasks.check_value(project.task_type, value, project.labels)
     new_version = _write(conn, current, version, values, user)
@@ -110,8 +123,64 @@ def review(conn: Connection, project: Project, user: User, annotation_id: int, d
     return {"id": annotation_id, "version": new_version, "status": values["status"]}
 
 
-def next_for_review(conn: Connection, project: Project, user: User) -> dict[str, Any] | None:
+def _reviewable(project: Project, user: User, now: float) -> sa.Select:
+    """Pending annotations this reviewer may take: not leased to another reviewer, not their own (unless the
+    project allows self-review); their own current lease first."""
+    query = (sa.select(ann.c.id).where(
+        ann.c.project_id == project.id, ann.c.status == "pending",
+        sa.or_(ann.c.review_lease_expires.is_(None), ann.c.review_lease_expires <= now,
+               ann.c.review_lease_user == user.id)))
+    if not project.self_review:
+        query = query.where(ann.c.user_id != user.id)
+    return query.order_by(sa.case((ann.c.review_lease_user == user.id, 0), else_=1), ann.c.id).limit(1)
+
+
+def next_for_review(conn: Connection, project: Project, user: User,
+                    lease_seconds: float = REVIEW_LEASE_SECONDS, now: float | None = None) -> dict[str, Any] | None:
+    """The reviewer's current annotation, else the next free one leased to them, else None."""
     if not user.can_review:
         raise Forbidden("reviewing needs the reviewer or admin role")
-    pending = list_annotations(conn, project, user, status="pending", limit=1)
-    return pending[0] if pending else None
+    now = time.time() if now is None else now
+    while True:
+        query = _reviewable(project, user, now)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        found = conn.execute(query).first()
+        if found is None:
+            return None
+        # Taken only if still free when written: two reviewers racing for one annotation get different ones.
+        taken = conn.execute(ann.update().where(
+            ann.c.id == found.id, ann.c.status == "pending",
+            sa.or_(ann.c.review_lease_expires.is_(None), ann.c.review_lease_expires <= now,
+                   ann.c.review_lease_user == user.id)).values(
+            review_lease_user=user.id, review_lease_expires=now + lease_seconds))
+        if taken.rowcount == 1:
+            return get_annotation(conn, project, user, found.id)
+
+
+def current_review(conn: Connection, project: Project, user: User, now: float | None = None) -> dict[str, Any] | None:
+    """The annotation leased to this reviewer right now, without taking a new one."""
+    now = time.time() if now is None else now
+    row = conn.execute(sa.select(ann.c.id).where(
+        ann.c.project_id == project.id, ann.c.status == "pending", ann.c.review_lease_user == user.id,
+        ann.c.review_lease_expires > now).order_by(ann.c.id).limit(1)).first()
+    return get_annotation(conn, project, user, row.id) if row is not None else None
+
+
+def queue_counts(conn: Connection, project: Project, user: User, now: float | None = None) -> dict[str, int]:
+    """Pending annotations as this reviewer's queue sees them: ``free`` to take, ``own`` (someone else
+    reviews them), ``leased`` to other reviewers right now."""
+    now = time.time() if now is None else now
+    own = ann.c.user_id == user.id if not project.self_review else sa.false()
+    leased = sa.and_(ann.c.review_lease_expires > now, ann.c.review_lease_user != user.id)
+    kind = sa.case((own, "own"), (leased, "leased"), else_="free")
+    rows = conn.execute(sa.select(kind.label("kind"), sa.func.count()).where(
+        ann.c.project_id == project.id, ann.c.status == "pending").group_by(kind))
+    return {"free": 0, "own": 0, "leased": 0, **{row.kind: row[1] for row in rows}}
+
+
+def release_review(conn: Connection, project: Project, user: User, annotation_id: int) -> None:
+    """Give a review back (skip it for now): another reviewer may take it at once."""
+    conn.execute(ann.update().where(ann.c.id == annotation_id, ann.c.project_id == project.id,
+                                    ann.c.review_lease_user == user.id).values(
+        review_lease_user=None, review_lease_expires=None))

@@ -50,6 +50,7 @@ projects = sa.Table(
     sa.Column("guidelines", sa.Text, nullable=False, server_default=""),
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("overlap", sa.Integer, nullable=False),  # annotations each record needs
+    sa.Column("self_review", sa.Boolean, nullable=False, server_default="0"),  # may reviewers review their own?
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
@@ -102,6 +103,12 @@ annotations = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("updated_by", sa.Integer, sa.ForeignKey("users.id")),
     sa.Column("review_comment", sa.Text, nullable=False, server_default=""),
+    # Whether the annotator changed the draft (a model suggestion, a correct task's answer) before submitting;
+    # NULL when there was no draft. Export can leave out drafts submitted unchanged.
+    sa.Column("suggestion_changed", sa.Boolean),
+    # The review queue's lease: who is reviewing the annotation, until when (like assignments for annotation).
+    sa.Column("review_lease_user", sa.Integer),
+    sa.Column("review_lease_expires", sa.Float),
     sa.Index("ix_annotations_project", "project_id", "status"),
     sa.Index("ix_annotations_record", "record_id"),
 )

@@ -56,6 +56,7 @@ class Project:
     guidelines: str
     labels: list[str]
     overlap: int
+    self_review: bool = False  # reviewers may accept or reject their own annotations
 
 
 def _hash_token(token: str) -> str:
@@ -182,11 +183,12 @@ def logout(conn: Connection, token: str) -> None:
 
 
 def _project(row: Any) -> Project:
-    return Project(row.id, row.name, row.task_type, row.guidelines, list(row.labels or []), row.overlap)
+    return Project(row.id, row.name, row.task_type, row.guidelines, list(row.labels or []), row.overlap,
+                   bool(row.self_review))
 
 
 def create_project(conn: Connection, name: str, task_type: str, guidelines: str = "",
-                   labels: list[str] | None = None, overlap: int = 1) -> Project:
+                   labels: list[str] | None = None, overlap: int = 1, self_review: bool = False) -> Project:
     check_name(name, "name")
     labels = [label.strip() for label in (labels or []) if label.strip()]
     tasks.check_project_settings(task_type, labels, overlap)
@@ -194,15 +196,17 @@ def create_project(conn: Connection, name: str, task_type: str, guidelines: str 
         raise Conflict(f"project {name!r} already exists")
     result = conn.execute(schema.projects.insert().values(
         name=name, task_type=task_type, guidelines=guidelines, labels=labels, overlap=overlap,
-        created_at=time.time()))
-    return Project(result.inserted_primary_key[0], name, task_type, guidelines, labels, overlap)
+        self_review=self_review, created_at=time.time()))
+    return Project(result.inserted_primary_key[0], name, task_type, guidelines, labels, overlap, self_review)
 
 
 def update_project(conn: Connection, project: Project, guidelines: str | None = None,
-                   overlap: int | None = None) -> Project:
+                   overlap: int | None = None, self_review: bool | None = None) -> Project:
     values: dict[str, Any] = {}
     if guidelines is not None:
         values["guidelines"] = guidelines
+    if self_review is not None:
+        values["self_review"] = self_review
     if overlap is not None:
         tasks.check_project_settings(project.task_type, project.labels, overlap)
         values["overlap"] = overlap

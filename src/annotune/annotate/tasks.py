@@ -21,6 +21,7 @@ from annotune.annotate.errors import Invalid
 TASK_TYPES = ("write", "correct", "rate", "compare", "label")
 VERDICTS = ("ok", "edited", "rejected")
 MAX_TEXT = 100_000  # characters in one field of an annotation
+MAX_PAIRS = 20  # question/answer pairs in one write annotation: every one is shown wherever it is reviewed
 
 
 def _text(value: dict[str, Any], key: str, field: str, required: bool = True) -> str:
@@ -41,6 +42,9 @@ def _check_write(value: dict[str, Any]) -> dict[str, Any]:
     pairs = value.get("pairs")
     if not isinstance(pairs, list) or not pairs:
         raise Invalid("pairs", "write at least one question/answer pair")
+    if len(pairs) > MAX_PAIRS:
+        raise Invalid("pairs", f"has {len(pairs)} question/answer pairs; the limit is {MAX_PAIRS} per record "
+                               "(split the rest over other records)")
     checked = []
     for i, pair in enumerate(pairs):
         if not isinstance(pair, dict):
@@ -109,6 +113,22 @@ def check_value(task_type: str, value: Any, labels: list[str]) -> dict[str, Any]
     if task_type == "label":
         return _check_label(value, labels)
     raise Invalid("task_type", f"unknown task type {task_type!r}")
+
+
+def suggestion_changed(task_type: str, payload: dict[str, Any], value: dict[str, Any]) -> bool | None:
+    """Whether the annotator changed the draft they were given before submitting; None without a draft.
+
+    write: the model's ``suggestion`` pairs against the submitted pairs; correct: anything but verdict ``ok``.
+    """
+    if task_type == "write":
+        suggestion = payload.get("suggestion")
+        if not isinstance(suggestion, dict) or not suggestion.get("pairs"):
+            return None
+        given = [(p.get("question", "").strip(), p.get("answer", "").strip()) for p in suggestion["pairs"]]
+        return given != [(p["question"], p["answer"]) for p in value["pairs"]]
+    if task_type == "correct":
+        return value["verdict"] != "ok"
+    return None
 
 
 def check_project_settings(task_type: str, labels: list[str], overlap: int) -> None:

@@ -106,6 +106,30 @@ def test_from_chunks_to_drafts_to_a_trained_model(sqlite_url, tiny, tmp_path):
     assert (tmp_path / "run" / "adapter").is_dir()
 
 
+@pytest.mark.parametrize("damage,expected", [
+    (lambda row: row.pop("name"), "this users row cannot be restored ("),
+    (lambda row: row.update(colour="red"), "users has no column 'colour'; the file is damaged or comes from a newer"),
+    (lambda row: row.update(created_at="yesterday"), "this users row cannot be restored ("),
+])
+def test_a_damaged_backup_row_is_a_clear_error_and_restores_nothing(sqlite_url, db_url, tmp_path, damage,
+                                                                     expected):
+    cli("user", "add", "ann", "--role", "annotator", "--password-stdin", db=sqlite_url, stdin="long-enough\n")
+    cli("project", "create", "faq", "--type", "write", db=sqlite_url)
+    backup = tmp_path / "backup.jsonl"
+    cli("backup", str(backup), db=sqlite_url)
+    lines = backup.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines, start=1) if '"table": "users"' in line)
+    item = json.loads(lines[number - 1])
+    damage(item["row"])
+    lines[number - 1] = json.dumps(item)
+    backup.write_text("\n".join(lines) + "\n")
+    target = db_url  # an empty SQLite or PostgreSQL database
+    failed = cli("restore", str(backup), db=target, ok=False)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.startswith(f"error: {backup}:{number}: ") and expected in failed.stderr, failed.stderr
+    assert cli("project", "list", db=target).stdout == ""  # the projects line after it was not kept either
+
+
 def test_backup_restores_into_postgresql(sqlite_url, postgres_server, tmp_path):
     db = dbm.open_database(sqlite_url)
     with db.transaction() as conn:

@@ -39,14 +39,14 @@ def pair(text: str) -> dict:
     return {"pairs": [{"question": f"What about {text}?", "answer": text}]}
 
 
-def lease(db, project, user, seconds=600):
+def lease(db, project, user, seconds=600, now=None):
     with db.transaction() as conn:
-        return queue.next_task(conn, project, user, seconds)
+        return queue.next_task(conn, project, user, seconds, now=now)
 
 
-def submit(db, project, user, task, text="x"):
+def submit(db, project, user, task, text="x", now=None):
     with db.transaction() as conn:
-        return queue.submit(conn, project, user, task.assignment_id, pair(text))
+        return queue.submit(conn, project, user, task.assignment_id, pair(text), now=now)
 
 
 def annotation_rows(db):
@@ -96,27 +96,27 @@ def test_expired_lease_frees_the_place_and_late_submit_is_refused_once_taken(wb)
     with db.transaction() as conn:
         store.update_project(conn, project, overlap=1)
         project = store.find_project(conn, "facts")
-    stale = lease(db, project, users["ann1"], seconds=0.2)
-    time.sleep(0.3)
-    taken = lease(db, project, users["ann2"])
+    now = time.time()  # leases and submits below run on a clock the test sets, never on sleeps
+    stale = lease(db, project, users["ann1"], seconds=60, now=now)
+    assert lease(db, project, users["ann2"], now=now + 59).record_id != stale.record_id  # still held
+    taken = lease(db, project, users["ann3"], now=now + 61)
     assert taken.record_id == stale.record_id  # the expired place went to someone else
-    submit(db, project, users["ann2"], taken)
+    submit(db, project, users["ann3"], taken, now=now + 62)
     with pytest.raises(Conflict, match="expired"):
-        submit(db, project, users["ann1"], stale)
+        submit(db, project, users["ann1"], stale, now=now + 63)
     # A late submit while the place is still free is accepted.
-    late = lease(db, project, users["ann3"], seconds=0.2)
-    time.sleep(0.3)
-    assert submit(db, project, users["ann3"], late)["version"] == 1
+    late = lease(db, project, users["ann1"], seconds=60, now=now + 64)
+    assert submit(db, project, users["ann1"], late, now=now + 200)["version"] == 1
 
 
 def test_an_expired_lease_of_ones_own_is_renewed_in_place(wb):
     db, project, users = wb
-    stale = lease(db, project, users["ann1"], seconds=0.2)
-    time.sleep(0.3)
-    renewed = lease(db, project, users["ann1"])
+    now = time.time()
+    stale = lease(db, project, users["ann1"], seconds=60, now=now)
+    renewed = lease(db, project, users["ann1"], now=now + 61)
     assert (renewed.assignment_id, renewed.record_id, renewed.swap) == (stale.assignment_id, stale.record_id,
                                                                        stale.swap)
-    assert renewed.expires_at > stale.expires_at + 500
+    assert renewed.expires_at == now + 61 + 600
     with db.transaction() as conn:
         rows = conn.execute(sa.select(schema.assignments.c.status).where(
             schema.assignments.c.user_id == users["ann1"].id)).all()

@@ -33,9 +33,25 @@ def test_packed_loss_equals_separate_losses(tiny_models):
         separate = sum(_loss_sum(model, batching.pack([e])) for e in examples)
         padded = _loss_sum(model, batching.pad(examples, tokenizer.pad_token_id))
         torch.testing.assert_close(padded, separate, rtol=1e-4, atol=1e-4)
-        if packing_supported(model, "cpu"):
-            torch.testing.assert_close(_loss_sum(model, packed), separate, rtol=1e-4, atol=1e-4)
+        assert packing_supported(model, "cpu"), name  # every architecture here keeps packed rows apart
+        torch.testing.assert_close(_loss_sum(model, packed), separate, rtol=1e-4, atol=1e-4)
         assert packed.supervised == sum(e.supervised for e in examples)
+
+
+class _LeakyModel(torch.nn.Module):
+    """Each position sees every earlier token, across packed sequences too (positions are ignored)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"vocab_size": 50})()
+        self.embed = torch.nn.Embedding(50, 50)
+
+    def forward(self, input_ids, position_ids=None, use_cache=False):
+        return type("Out", (), {"logits": self.embed(input_ids).cumsum(dim=1)})()
+
+
+def test_packing_check_catches_a_model_that_mixes_packed_rows():
+    assert packing_supported(_LeakyModel(), "cpu") is False
 
 
 def test_epoch_order_is_fixed_by_seed_and_epoch():

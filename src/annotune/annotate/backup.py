@@ -86,6 +86,20 @@ def open_backup(path: str | Path) -> tuple[BinaryIO, dict[str, Any]]:
     return fh, header
 
 
+def _insert(conn: Any, table: sa.Table, row: dict[str, Any], where: str) -> None:
+    """One backed-up row into its table; a row the table cannot take is a clear error naming the line."""
+    unknown = sorted(set(row) - set(table.c.keys()))
+    if unknown:
+        raise DataError(f"{where}: {table.name} has no column {', '.join(map(repr, unknown))}; the file is damaged "
+                        "or comes from a newer annotune (nothing was restored)")
+    try:
+        conn.execute(table.insert().values(**row))
+    except (sa.exc.SQLAlchemyError, TypeError, ValueError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DataError(f"{where}: this {table.name} row cannot be restored ({reason}); the file is damaged "
+                        "(nothing was restored)") from None
+
+
 def restore(db: Database, path: str | Path) -> dict[str, int]:
     """Load a backup into an empty workbench database, in one transaction (nothing is kept if a line is bad)."""
     path = Path(path)
@@ -103,7 +117,7 @@ def restore(db: Database, path: str | Path) -> dict[str, int]:
             table = by_name.get(item.get("table"))
             if table is None or not isinstance(item.get("row"), dict):
                 raise DataError(f"{path}:{number}: not a backup row; the file is damaged")
-            conn.execute(table.insert().values(**item["row"]))
+            _insert(conn, table, item["row"], f"{path}:{number}")
             counts[table.name] += 1
         if conn.dialect.name == "postgresql":
             for table in TABLES:

@@ -129,9 +129,12 @@ def leased_task(conn: Connection, project: Project, user: User, assignment_id: i
     return _row_task(project, row) if row is not None else None
 
 
-def next_task(conn: Connection, project: Project, user: User, lease_seconds: float = LEASE_SECONDS) -> Task | None:
-    """The user's current task, else a newly leased one, else None when nothing is left for them."""
-    now = time.time()
+def next_task(conn: Connection, project: Project, user: User, lease_seconds: float = LEASE_SECONDS,
+              now: float | None = None) -> Task | None:
+    """The user's current task, else a newly leased one, else None when nothing is left for them.
+
+    ``now`` (seconds since the epoch) defaults to the clock; tests pass their own."""
+    now = time.time() if now is None else now
     current = conn.execute(_CURRENT_LEASE, {"project": project.id, "user": user.id, "now": now}).first()
     if current is not None:
         return _row_task(project, current)
@@ -163,11 +166,12 @@ def _locked_record(conn: Connection, record_id: int) -> Any:
     return conn.execute(query, {"record": record_id}).one()
 
 
-def submit(conn: Connection, project: Project, user: User, assignment_id: int, value: Any) -> dict[str, Any]:
+def submit(conn: Connection, project: Project, user: User, assignment_id: int, value: Any,
+           now: float | None = None) -> dict[str, Any]:
     """Store the annotation for a leased task, in the caller's transaction; returns its id and version."""
     assignment = _own_assignment(conn, project, user, assignment_id)
     checked = tasks.check_value(project.task_type, value, project.labels)
-    now = time.time()
+    now = time.time() if now is None else now
     record = _locked_record(conn, assignment.record_id)
     if assignment.expires_at <= now and (record.status == "done" or
                                          not _has_room(conn, project, user, record.id, now)):

@@ -106,6 +106,9 @@ def _filled(task_type: str, payload: dict[str, Any], reply: str, model: str) -> 
     return {**payload, "answers": answers}, len(answers) >= 2
 
 
+Generate = Callable[[list[list[dict[str, str]]]], list[str]]  # conversations in, one reply each out
+
+
 def suggest(db: Database, project_name: str, model_ref: str, *, batch_size: int = 8, limit: int | None = None,
             max_new_tokens: int = 160, on_batch: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Fill drafts for ``project_name`` with ``model_ref`` (hub id, folder, GGUF or run folder)."""
@@ -113,23 +116,25 @@ def suggest(db: Database, project_name: str, model_ref: str, *, batch_size: int 
     from annotune.generation.loading import load_engine
 
     with db.transaction() as conn:
+        if not _candidates(conn, find_project(conn, project_name), limit):
+            return {"records": 0, "filled": 0, "unusable": 0}
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens)
+    with load_engine(model_ref, max_batch=batch_size) as engine:
+        name = next(iter(engine.models))
+        return fill_drafts(db, project_name, lambda convs: [r.text for r in engine.generate(name, convs, cfg)],
+                           model_label(model_ref), batch_size=batch_size, limit=limit, on_batch=on_batch)
+
+
+def fill_drafts(db: Database, project_name: str, generate: Generate, label: str, *, batch_size: int = 8,
+                limit: int | None = None, on_batch: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    """Fill drafts with the replies of ``generate``, recorded as made by ``label``; returns the counts."""
+    with db.transaction() as conn:
         project = find_project(conn, project_name)
         rows = _candidates(conn, project, limit)
     counts = {"records": len(rows), "filled": 0, "unusable": 0}
-    if not rows:
-        return counts
-    with load_engine(model_ref, max_batch=batch_size) as engine:
-        _fill(db, project, rows, engine, GenerationConfig(max_new_tokens=max_new_tokens), model_label(model_ref),
-              batch_size, counts, on_batch)
-    return counts
-
-
-def _fill(db, project, rows, engine, cfg, label, batch_size, counts, on_batch) -> None:
-    name = next(iter(engine.models))
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
-        replies = [r.text.strip() for r in engine.generate(name, [_prompt(project.task_type, row.payload)
-                                                                  for row in batch], cfg)]
+        replies = [reply.strip() for reply in generate([_prompt(project.task_type, row.payload) for row in batch])]
         with db.transaction() as conn:
             for row, reply in zip(batch, replies):
                 filled = _filled(project.task_type, row.payload, reply, label)
@@ -144,3 +149,4 @@ def _fill(db, project, rows, engine, cfg, label, batch_size, counts, on_batch) -
                 counts["filled"] += changed.rowcount
         if on_batch:
             on_batch(min(start + batch_size, len(rows)), len(rows))
+    return counts

@@ -31,7 +31,7 @@ def workbench(tmp_path, start_server):
     db = dbm.open_database(url)
     with db.transaction() as conn:
         users = {n: store.add_user(conn, n, r, PASSWORD) for n, r in
-                 [("ann", "annotator"), ("rev", "reviewer"), ("outsider", "annotator")]}
+                 [("ann", "annotator"), ("rev", "reviewer"), ("outsider", "annotator"), ("boss", "admin")]}
         specs = {
             "write": ([{"id": "c1", "text": "The X1 weighs 2 kg. " + XSS, "source": {"path": "x1.md"}},
                        {"id": "c2", "text": "The X2 weighs 3 kg."}], {}),
@@ -272,3 +272,43 @@ def test_my_annotations_pages_newest_first(browser, workbench, tmp_path):
     rows = page.locator("#mine tbody tr").all_inner_texts()
     assert len(rows) == 1 and rows[0].split("\t")[1] == "billing"
     assert page.locator("#older").count() == 0 and page.locator("#newer").count() == 1
+
+
+def test_admins_create_projects_edit_guidelines_and_import_with_a_format_in_the_browser(browser, workbench, tmp_path):
+    server, db = workbench
+    page = login(browser, server, "boss")
+    with page.expect_navigation():
+        page.click("#new-project")
+    page.fill("input[name=name]", "tickets")
+    page.select_option("select[name=task_type]", "label")
+    page.fill("input[name=labels]", "billing")
+    page.fill("textarea[name=guidelines]", "# Tickets\nPick the **team** that answers it.")
+    submit_with(page, "Control+Enter")
+    # refused with the reason, and nothing typed is lost
+    assert "needs at least two labels" in page.locator("#error").inner_text()
+    assert page.locator("textarea[name=guidelines]").input_value() == "# Tickets\nPick the **team** that answers it."
+    page.fill("input[name=labels]", "billing, tech")
+    submit_with(page, "Control+Enter")
+    assert page.url.endswith("/p/tickets?notice=created")
+    assert page.locator(".guidelines strong").inner_text() == "team"
+
+    with page.expect_navigation():
+        page.click("#settings-link")
+    page.fill("textarea[name=guidelines]", "Pick the team. Ask a lead when unsure.")
+    page.fill("input[name=overlap]", "2")
+    submit_with(page, "Control+Enter")
+    assert "settings saved" in page.locator(".notice").inner_text()
+    assert "Ask a lead when unsure." in page.locator(".guidelines").inner_text()
+    with db.transaction() as conn:
+        assert store.find_project(conn, "tickets").overlap == 2
+
+    sharegpt = write_jsonl(tmp_path / "tickets.txt", [  # a name that says nothing: the format is chosen
+        {"conversations": [{"from": "human", "value": "My invoice is wrong"}, {"from": "gpt", "value": "billing"}]}])
+    page.set_input_files("input[name=file]", str(sharegpt))
+    page.select_option("#import-format", "sharegpt")
+    with page.expect_navigation():
+        page.click("#import")
+    assert "imported 1 record(s)" in page.locator(".notice").inner_text()
+    annotator = login(browser, server, "ann")
+    annotator.goto(f"{server.url}/projects/new")
+    assert annotator.locator("#error").inner_text() == "this needs the admin role"

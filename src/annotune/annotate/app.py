@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from annotune.annotate import api, pages
+from annotune.annotate import api, pages, settings_pages
 from annotune.annotate.auth import AuthCache
 from annotune.annotate.db import Database, open_database
 from annotune.annotate.errors import Invalid, Throttled, Unauthorized, WorkbenchError
@@ -147,6 +147,7 @@ def create_app(db_url: str | None = None, settings: Settings | None = None, db: 
     app.state.auth_cache = AuthCache()
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(settings_pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_upload=app.state.settings.max_upload)

@@ -25,6 +25,7 @@ from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, set_sessio
 from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
 from annotune.annotate.queue import Task
 from annotune.annotate.tasks import MAX_PAIRS
+from annotune.dataset.formats import FORMATS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -33,7 +34,9 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 NOTICES = {"saved": ("annotation {id} saved", ("id",)),
            "imported": ("imported {added} record(s) ({already} already there, {drafts} waiting for drafts)",
                         ("added", "already", "drafts")),
-           "reviewed": ("nothing left for you to review right now", ())}
+           "reviewed": ("nothing left for you to review right now", ()),
+           "created": ("project created: import records below, then add members", ()),
+           "settings": ("settings saved", ())}
 
 
 def notice_for(request: Request) -> str | None:
@@ -61,7 +64,8 @@ def write_rows(value: dict[str, Any]) -> int:
     return min(MAX_PAIRS, max(WRITE_ROWS, len(value.get("pairs") or []) + 1))
 
 
-def _page(request: Request, template: str, auth: Auth | None, status: int = 200, **context: Any) -> HTMLResponse:
+def render_page(request: Request, template: str, auth: Auth | None, status: int = 200,
+                **context: Any) -> HTMLResponse:
     context.update(user=auth.user if auth else None, csrf_token=auth.csrf_token if auth else None)
     return templates.TemplateResponse(request, template, context, status_code=status)
 
@@ -95,7 +99,7 @@ def _safe_next(target: str | None) -> str:
 @router.get("/login")
 def login_form(request: Request, next: str = "/") -> Response:
     token = secrets.token_urlsafe(24)
-    response = _page(request, "login.html", None, login_csrf=token, next=_safe_next(next))
+    response = render_page(request, "login.html", None, login_csrf=token, next=_safe_next(next))
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
                         secure=request.app.state.settings.secure_cookies)
     return response
@@ -112,7 +116,7 @@ async def login(request: Request) -> Response:
     try:
         _, token, _ = await run_in_threadpool(store.login, request.app.state.db, name, password)
     except WorkbenchError as exc:
-        response = _page(request, "login.html", None, exc.status, error=str(exc), login_csrf=expected,
+        response = render_page(request, "login.html", None, exc.status, error=str(exc), login_csrf=expected,
                          next=_safe_next(str(form.get("next", "/"))), name=name)
         return response
     response = _see(_safe_next(str(form.get("next", "/"))))
@@ -139,7 +143,7 @@ def logout(request: Request, auth: CurrentAuth) -> Response:
 def home(request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction(readonly=True) as conn:
         projects = [(p, stats.progress(conn, p)["records"]) for p in store.projects_for(conn, auth.user)]
-    return _page(request, "projects.html", auth, projects=projects)
+    return render_page(request, "projects.html", auth, projects=projects)
 
 
 @router.get("/p/{name}")
@@ -150,8 +154,9 @@ def project_page(name: str, request: Request, auth: CurrentAuth) -> Response:
         agreement = stats.project_agreement(conn, project) if auth.user.can_review else None
         members = store.member_names(conn, project)
     mine = progress["per_user"].get(auth.user.name, {})
-    return _page(request, "project.html", auth, project=project, progress=progress, agreement=agreement,
-                 members=members, mine=mine, formats=exporting.EXPORT_FORMATS, kinds=importing.KINDS)
+    return render_page(request, "project.html", auth, project=project, progress=progress, agreement=agreement,
+                 members=members, mine=mine, formats=exporting.EXPORT_FORMATS, kinds=importing.KINDS,
+                 data_formats=FORMATS)
 
 
 # ------------------------------------------------------------------------------------------- annotate
@@ -165,7 +170,7 @@ def _task_page(request: Request, auth: Auth, project: store.Project, task: Task 
         value = form_value(project.task_type, entered, task.payload)
     elif task is not None and project.task_type == "write" and task.payload.get("suggestion"):
         value = {"pairs": task.payload["suggestion"]["pairs"]}
-    return _page(request, "task.html", auth, status, project=project, task=task, error=error, value=value,
+    return render_page(request, "task.html", auth, status, project=project, task=task, error=error, value=value,
                  entered=entered is not None, rows=write_rows(value))
 
 
@@ -247,7 +252,7 @@ def my_annotations(name: str, request: Request, auth: CurrentAuth, page: int = 1
         project = store.project_for(conn, name, auth.user)
         items = review.list_annotations(conn, project, auth.user, limit=MINE_PAGE + 1,
                                         offset=(page - 1) * MINE_PAGE, mine=True)
-    return _page(request, "mine.html", auth, project=project, items=items[:MINE_PAGE], page=page,
+    return render_page(request, "mine.html", auth, project=project, items=items[:MINE_PAGE], page=page,
                  more=len(items) > MINE_PAGE)
 
 
@@ -256,7 +261,7 @@ def edit_form(name: str, annotation_id: int, request: Request, auth: CurrentAuth
     with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         item = review.get_annotation(conn, project, auth.user, annotation_id)
-    return _page(request, "edit.html", auth, project=project, item=item, rows=write_rows(item["value"]))
+    return render_page(request, "edit.html", auth, project=project, item=item, rows=write_rows(item["value"]))
 
 
 @router.post("/p/{name}/annotations/{annotation_id}/edit")
@@ -284,7 +289,7 @@ def review_page(name: str, request: Request, auth: CurrentAuth) -> Response:
         project = store.project_for(conn, name, auth.user, review=True)
         item = review.current_review(conn, project, auth.user)
         waiting = review.queue_counts(conn, project, auth.user) if item is None else None
-    return _page(request, "review.html", auth, project=project, item=item, waiting=waiting,
+    return render_page(request, "review.html", auth, project=project, item=item, waiting=waiting,
                  rows=write_rows(item["value"]) if item else WRITE_ROWS)
 
 

@@ -206,3 +206,29 @@ def test_membership_hides_other_projects(wb):
         assert store.project_for(conn, other.name, users["admin"]).id == other.id
         with pytest.raises(Forbidden, match="reviewer or admin"):
             store.project_for(conn, "facts", users["ann1"], review=True)
+
+
+def test_undo_skip_gives_the_task_back_while_its_place_is_free(wb):
+    db, project, users = wb
+    now = time.time()
+    with db.transaction() as conn:
+        assert queue.left_for(conn, project, users["ann1"], now=now) == {"left": 6, "total": 6}
+    task = lease(db, project, users["ann1"], now=now)
+    with db.transaction() as conn:
+        queue.skip(conn, project, users["ann1"], task.assignment_id)
+        assert queue.left_for(conn, project, users["ann1"], now=now) == {"left": 5, "total": 6}
+        back = queue.unskip(conn, project, users["ann1"], task.assignment_id, 600, now=now + 1)
+        assert (back.assignment_id, back.record_id, back.expires_at) == (task.assignment_id, task.record_id,
+                                                                         now + 601)
+        assert queue.left_for(conn, project, users["ann1"], now=now + 1) == {"left": 6, "total": 6}
+        with pytest.raises(Conflict, match="was not skipped"):
+            queue.unskip(conn, project, users["ann1"], task.assignment_id)
+    assert lease(db, project, users["ann1"], now=now + 2).assignment_id == task.assignment_id
+    with db.transaction() as conn:
+        queue.skip(conn, project, users["ann1"], task.assignment_id)
+    for name in ("ann2", "ann3"):  # overlap 2: both places on the record are taken meanwhile
+        while (other := lease(db, project, users[name], now=now + 3)).record_id != task.record_id:
+            submit(db, project, users[name], other, now=now + 3)
+        submit(db, project, users[name], other, now=now + 3)
+    with db.transaction() as conn, pytest.raises(Conflict, match="went to other annotators"):
+        queue.unskip(conn, project, users["ann1"], task.assignment_id, now=now + 4)

@@ -193,3 +193,36 @@ def skip(conn: Connection, project: Project, user: User, assignment_id: int) -> 
     """Give the task back: its place is free for others and this user will not get it again."""
     assignment = _own_assignment(conn, project, user, assignment_id)
     conn.execute(a.update().where(a.c.id == assignment.id).values(status="skipped"))
+
+
+def unskip(conn: Connection, project: Project, user: User, assignment_id: int,
+           lease_seconds: float = LEASE_SECONDS, now: float | None = None) -> Task:
+    """Undo a skip: the task is the user's again, under a new lease, while the record still has a free place."""
+    now = time.time() if now is None else now
+    query = _OWN.with_for_update() if conn.dialect.name == "postgresql" else _OWN
+    row = conn.execute(query, {"assignment": assignment_id, "project": project.id, "user": user.id}).first()
+    if row is None:
+        raise NotFound(f"no task {assignment_id} of yours in project {project.name!r}")
+    if row.status != "skipped":
+        raise Conflict(f"task {assignment_id} was not skipped; open it from the project page")
+    record = _locked_record(conn, row.record_id)
+    if record.status == "done" or not _has_room(conn, project, user, record.id, now):
+        raise Conflict(f"task {assignment_id} went to other annotators after you skipped it; it cannot come back")
+    conn.execute(a.update().where(a.c.id == row.id).values(status="leased", expires_at=now + lease_seconds))
+    task = conn.execute(_ASSIGNED, {"project": project.id, "user": user.id, "assignment": row.id}).one()
+    return _row_task(project, task)
+
+
+_LEFT = (sa.select(sa.func.count()).select_from(r)
+         .where(r.c.project_id == P_PROJECT, r.c.status == "open", ~_MINE))
+
+
+def left_for(conn: Connection, project: Project, user: User, now: float | None = None) -> dict[str, int]:
+    """How much is left for this user: open records they have not done or skipped, of all the project's records
+    (their current lease counts as left)."""
+    now = time.time() if now is None else now
+    left = conn.execute(_LEFT, {"project": project.id, "user": user.id, "now": now}).scalar_one()
+    current = conn.execute(_CURRENT_LEASE, {"project": project.id, "user": user.id, "now": now}).first()
+    total = conn.execute(sa.select(sa.func.count()).select_from(r).where(
+        r.c.project_id == project.id, r.c.status != "draft")).scalar_one()
+    return {"left": left + (current is not None), "total": total}

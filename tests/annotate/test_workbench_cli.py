@@ -154,7 +154,7 @@ def test_serve_with_several_worker_processes(sqlite_url, start_server, tmp_path)
     headers = {"authorization": f"Bearer {token}"}
     done = 0
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
-        while (task := http.get("/api/projects/labels/next").json()["task"]) is not None:
+        while (task := http.post("/api/projects/labels/next").json()["task"]) is not None:
             response = http.post(f"/api/projects/labels/tasks/{task['assignment_id']}/submit",
                                  json={"value": {"label": "a"}})
             assert response.status_code == 200

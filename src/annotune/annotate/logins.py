@@ -11,6 +11,8 @@ name exists, so a known and an unknown name get the same answers:
 - the name alone: 20 free failures from all addresses together (guessing from many addresses), then waits of
   at most 60 s, and never from an address that name logged in from in the last 30 days.
 
+Failures are forgotten a day after the last one.
+
 Hashing is memory-hard (argon2: 64 MiB each); :class:`HashGate` lets only a few run at once, with a short
 queue, and refuses the rest with 503 and ``Retry-After`` before they cost anything.
 """
@@ -44,6 +46,7 @@ class Limit:
 
 PAIR, ADDRESS, ACCOUNT = Limit(5, 300), Limit(30, 300), Limit(20, 60)
 KNOWN_SECONDS = 30 * 24 * 3600  # an address a name logged in from is "known" this long
+FORGET_SECONDS = 24 * 3600  # failures older than this are forgotten at the next one
 _lt = schema.login_throttle
 
 
@@ -85,8 +88,9 @@ def begin_attempt(db: Database, name: str, address: str) -> tuple[Any, dict[str,
         if wait:
             raise Throttled(f"too many failed logins; try again in {wait} s (check the name and password, or "
                             "ask an admin to set a new password)", wait)
+        counted = sa.case((_lt.c.last_failed_at < now - FORGET_SECONDS, 1), else_=_lt.c.failures + 1)
         conn.execute(_lt.update().where(_lt.c.key.in_([key for key, _ in keys.values()]))
-                     .values(failures=_lt.c.failures + 1, last_failed_at=now))
+                     .values(failures=counted, last_failed_at=now))
         user = conn.execute(sa.select(schema.users).where(schema.users.c.name == name)).first()
     return user, keys
 
@@ -99,9 +103,9 @@ def finish_attempt(db: Database, user: Any, ok: bool, keys: dict[str, tuple[str,
         raise Forbidden(f"the account {user.name!r} is disabled; ask an admin to enable it")
     with db.transaction() as conn:
         conn.execute(_lt.update().where(_lt.c.key == keys["pair"][0]).values(failures=0, last_ok_at=time.time()))
-        conn.execute(_lt.update().where(_lt.c.key == keys["account"][0]).values(failures=0))
-        # One right password must not wipe what this address got wrong for other names.
-        conn.execute(_lt.update().where(_lt.c.key == keys["address"][0], _lt.c.failures > 0)
+        # Only this attempt's own count is undone: one right password must not wipe what was guessed wrong
+        # from this address for other names, nor from other addresses for this name.
+        conn.execute(_lt.update().where(_lt.c.key.in_([keys["address"][0], keys["account"][0]]), _lt.c.failures > 0)
                      .values(failures=_lt.c.failures - 1))
         return store.start_session(conn, store.User(user.id, user.name, user.role))
 

@@ -201,7 +201,7 @@ async def annotator(client: httpx.AsyncClient, deadline: float, think_s: float, 
     if think_s:  # people do not all start at the same instant; without think time they do (the worst case)
         await asyncio.sleep(rng.uniform(0, think_s))
     while time.perf_counter() < deadline:
-        body = await call("next", "GET", next_path)
+        body = await call("next", "POST", next_path)
         if body is None:
             await asyncio.sleep(0.05)  # do not spin on a failing server
             continue

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from annotune.annotate import db as dbm
-from annotune.annotate import store
+from annotune.annotate import logins, store
 from annotune.annotate.app import Settings, create_app
 
 PASSWORDS = {"admin": "admin-pass-1", "ann1": "ann1-pass-1", "ann2": "ann2-pass-1", "rev": "rev-pass-1"}
@@ -58,7 +58,7 @@ def session(app, name) -> TestClient:
 def test_anonymous_requests_get_401_and_pages_send_to_login(app_db):
     app, _ = app_db
     anon = client(app)
-    for method, path in [("GET", "/api/projects"), ("GET", "/api/projects/mine/next"),
+    for method, path in [("GET", "/api/projects"), ("POST", "/api/projects/mine/next"),
                          ("GET", "/api/projects/mine/export"), ("POST", "/api/projects/mine/tasks/1/submit"),
                          ("GET", "/api/me")]:
         response = anon.request(method, path, json={"value": {}})
@@ -72,7 +72,7 @@ def test_anonymous_requests_get_401_and_pages_send_to_login(app_db):
 def test_csrf_is_required_for_session_requests_but_not_for_tokens(app_db):
     app, tokens = app_db
     ann = session(app, "ann1")
-    task = ann.get("/api/projects/mine/next").json()["task"]
+    task = ann.post("/api/projects/mine/next", headers={"x-csrf-token": ann.csrf}).json()["task"]
     url = f"/api/projects/mine/tasks/{task['assignment_id']}/submit"
     refused = ann.post(url, json={"value": {"score": 4}})
     assert refused.status_code == 403 and "CSRF" in refused.json()["error"]
@@ -82,7 +82,7 @@ def test_csrf_is_required_for_session_requests_but_not_for_tokens(app_db):
     assert form.status_code == 403
     assert ann.post(url, json={"value": {"score": 4}}, headers={"x-csrf-token": ann.csrf}).status_code == 200
     by_token = client(app, tokens["ann1"])
-    next_task = by_token.get("/api/projects/mine/next").json()["task"]
+    next_task = by_token.post("/api/projects/mine/next").json()["task"]
     ok = by_token.post(f"/api/projects/mine/tasks/{next_task['assignment_id']}/submit", json={"value": {"score": 2}})
     assert ok.status_code == 200 and ok.json()["version"] == 1
 
@@ -90,11 +90,11 @@ def test_csrf_is_required_for_session_requests_but_not_for_tokens(app_db):
 def test_an_annotator_cannot_read_change_or_export_another_project(app_db):
     app, tokens = app_db
     ann2 = client(app, tokens["ann2"])
-    theirs_task = ann2.get("/api/projects/theirs/next").json()["task"]
+    theirs_task = ann2.post("/api/projects/theirs/next").json()["task"]
     ann1 = client(app, tokens["ann1"])
     assert [p["name"] for p in ann1.get("/api/projects").json()] == ["mine"]
     for method, path, body in [
-        ("GET", "/api/projects/theirs", None), ("GET", "/api/projects/theirs/next", None),
+        ("GET", "/api/projects/theirs", None), ("POST", "/api/projects/theirs/next", None),
         ("GET", "/api/projects/theirs/annotations", None), ("GET", "/api/projects/theirs/export", None),
         ("GET", "/api/projects/theirs/stats", None),
         ("POST", f"/api/projects/theirs/tasks/{theirs_task['assignment_id']}/submit", {"value": {"label": "good"}}),
@@ -114,14 +114,14 @@ def test_an_annotator_cannot_read_change_or_export_another_project(app_db):
 def test_values_are_checked_per_field(app_db):
     app, tokens = app_db
     ann1 = client(app, tokens["ann1"])
-    task = ann1.get("/api/projects/mine/next").json()["task"]
+    task = ann1.post("/api/projects/mine/next").json()["task"]
     assert task["payload"]["answer"].startswith("Answer")
     url = f"/api/projects/mine/tasks/{task['assignment_id']}/submit"
     for value, field in [({"score": 6}, "score"), ({"score": "high"}, "score"), ("5", "value")]:
         response = ann1.post(url, json={"value": value})
         assert response.status_code == 422 and response.json()["field"] == field, value
     ann2 = client(app, tokens["ann2"])
-    label_task = ann2.get("/api/projects/theirs/next").json()["task"]
+    label_task = ann2.post("/api/projects/theirs/next").json()["task"]
     bad = ann2.post(f"/api/projects/theirs/tasks/{label_task['assignment_id']}/submit",
                     json={"value": {"label": "ugly"}})
     assert bad.status_code == 422 and "good, bad" in bad.json()["error"]
@@ -130,7 +130,7 @@ def test_values_are_checked_per_field(app_db):
 def test_stale_edits_get_409_with_a_clear_message(app_db):
     app, tokens = app_db
     ann1, rev = client(app, tokens["ann1"]), client(app, tokens["rev"])
-    task = ann1.get("/api/projects/mine/next").json()["task"]
+    task = ann1.post("/api/projects/mine/next").json()["task"]
     ack = ann1.post(f"/api/projects/mine/tasks/{task['assignment_id']}/submit", json={"value": {"score": 3}}).json()
     path = f"/api/projects/mine/annotations/{ack['annotation_id']}"
     assert ann1.put(path, json={"value": {"score": 4}, "version": 1}).json()["version"] == 2
@@ -158,7 +158,7 @@ def test_upload_size_is_limited(app_db):
 def test_repeated_failed_logins_are_slowed(app_db):
     app, _ = app_db
     c = client(app)
-    for _ in range(store.FREE_LOGIN_ATTEMPTS):
+    for _ in range(logins.PAIR.free):
         assert c.post("/api/login", json={"name": "ann1", "password": "wrong-guess"}).status_code == 401
     throttled = c.post("/api/login", json={"name": "ann1", "password": PASSWORDS["ann1"]})
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
@@ -332,7 +332,7 @@ def test_error_pages_link_back_for_real_and_the_api_is_described(app_db):
 def test_the_review_queue_leases_through_the_api_and_refuses_self_review(app_db):
     app, tokens = app_db
     ann1, rev, admin = (client(app, tokens[n]) for n in ("ann1", "rev", "admin"))
-    task = ann1.get("/api/projects/mine/next").json()["task"]
+    task = ann1.post("/api/projects/mine/next").json()["task"]
     done = ann1.post(f"/api/projects/mine/tasks/{task['assignment_id']}/submit", json={"value": {"score": 4}})
     annotation_id = done.json()["annotation_id"]
     assert ann1.post("/api/projects/mine/review/next").status_code == 403  # annotators do not review
@@ -342,7 +342,7 @@ def test_the_review_queue_leases_through_the_api_and_refuses_self_review(app_db)
     assert rev.post(f"/api/projects/mine/annotations/{annotation_id}/release").json() == {"ok": True}
     assert admin.post("/api/projects/mine/review/next").json()["annotation"]["id"] == annotation_id
     # an admin who annotates is not their own reviewer unless the project allows it
-    own = admin.get("/api/projects/mine/next").json()["task"]
+    own = admin.post("/api/projects/mine/next").json()["task"]
     own_id = admin.post(f"/api/projects/mine/tasks/{own['assignment_id']}/submit",
                         json={"value": {"score": 2}}).json()["annotation_id"]
     refused = admin.post(f"/api/projects/mine/annotations/{own_id}/review", json={"decision": "accept", "version": 1})

@@ -70,6 +70,7 @@ def login(browser, server, name):
 
 
 def open_task(page, server, project):
+    """From the project page, N leases a task (a POST) and the task page shows it."""
     page.goto(f"{server.url}/p/{project}")
     with page.expect_navigation():
         page.keyboard.press("n")
@@ -166,9 +167,9 @@ def test_every_task_type_by_keyboard_then_review_export_and_train(browser, workb
 def test_injected_markup_stays_inert(browser, workbench):
     server, _ = workbench
     page = login(browser, server, "ann")
-    for path in ("/p/write", "/p/write/annotate", "/p/rate/annotate"):
-        page.goto(f"{server.url}{path}")
-        assert page.evaluate("window.__xss") is None, path
+    for project in ("write", "rate"):
+        open_task(page, server, project)  # the project page, then the task (leased by a POST)
+        assert page.evaluate("window.__xss") is None, project
         assert page.locator("script:not([src])").count() == 0
     assert XSS in page.locator("#record").inner_text()  # shown as text, exactly as imported
 
@@ -210,6 +211,22 @@ def test_a_stale_edit_gets_a_clear_409_instead_of_overwriting(browser, workbench
     submit_with(second, "Control+Enter")
     assert "changed by ann" in second.locator("#error").inner_text()
     assert values(db, "rate") == [{"score": 4, "comment": ""}]
+
+
+def test_a_task_is_leased_by_a_post_and_a_link_leases_nothing(browser, workbench):
+    server, db = workbench
+    page = login(browser, server, "ann")
+    page.goto(f"{server.url}/p/label/annotate")  # a link (or a cross-site image) to the task page
+    assert page.locator("#next-task").is_visible() and page.locator("#task-form").count() == 0
+    with db.transaction() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.assignments)).scalar_one() == 0
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    assert page.locator("#task-form").is_visible()
+    page.reload()
+    assert page.locator("#task-form").is_visible()  # the same lease, shown again
+    with db.transaction() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.assignments)).scalar_one() == 1
 
 
 def annotate_directly(db, project_name, user_name, value):

@@ -51,6 +51,44 @@ def test_users_need_a_password_and_get_clear_errors(sqlite_url, tmp_path):
     assert "unsupported database 'mysql'" in bad_db.stderr
 
 
+def test_tokens_users_and_members_from_the_command_line(sqlite_url):
+    for name, role in (("ann", "annotator"), ("rev", "reviewer")):
+        cli("user", "add", name, "--role", role, "--password-stdin", db=sqlite_url, stdin=f"{name}-password\n")
+    old_form = cli("token", "ann", "--label", "old form", db=sqlite_url)  # `token NAME` still creates one
+    assert old_form.stdout.startswith("at_") and "valid 90 days" in old_form.stderr
+    weekly = cli("token", "create", "ann", "--days", "7", db=sqlite_url).stdout.strip()
+    assert "never expires" in cli("token", "create", "ann", "--never-expires", db=sqlite_url).stderr
+    listed = cli("token", "list", "ann", db=sqlite_url).stdout.splitlines()
+    assert len(listed) == 3 and "never" in listed[0] and listed[2].split("\t")[1] == "old form"
+    cli("token", "revoke", "ann", "--id", listed[1].split("\t")[0], db=sqlite_url)
+    db = dbm.open_database(sqlite_url)
+    with db.transaction() as conn:
+        assert store.user_for_token(conn, weekly) is None
+        assert store.user_for_token(conn, old_form.stdout.strip()).name == "ann"
+    assert "give the token's --id" in cli("token", "revoke", "ann", db=sqlite_url, ok=False).stderr
+    assert "revoked 2 token(s)" in cli("token", "revoke", "ann", "--all", db=sqlite_url).stdout
+    fresh = cli("token", "create", "ann", db=sqlite_url).stdout.strip()
+    cli("user", "role", "ann", "reviewer", db=sqlite_url)
+    assert "disabled" in cli("user", "disable", "ann", db=sqlite_url).stdout
+    assert cli("user", "list", db=sqlite_url).stdout.splitlines()[0] == "ann\treviewer\tdisabled\t1 token(s)"
+    with db.transaction() as conn:
+        assert store.user_for_token(conn, fresh) is None  # a disabled user's token does not work
+    cli("user", "enable", "ann", db=sqlite_url)
+    with db.transaction() as conn:
+        assert store.user_for_token(conn, fresh).role == "reviewer"
+    cli("user", "password", "ann", "--password-stdin", db=sqlite_url, stdin="a-new-password\n")
+    with db.transaction() as conn:
+        assert store.user_for_token(conn, fresh) is None  # a new password revokes the tokens
+    cli("project", "create", "p", "--type", "write", db=sqlite_url)
+    cli("project", "add-member", "p", "ann", "rev", db=sqlite_url)
+    assert cli("project", "remove-member", "p", "ann", db=sqlite_url).stdout.strip() == "ann: removed from p"
+    with db.transaction() as conn:
+        assert store.member_names(conn, store.find_project(conn, "p")) == ["rev"]
+    assert "deleted" in cli("user", "delete", "rev", db=sqlite_url).stdout
+    assert [line.split("\t")[0] for line in cli("user", "list", db=sqlite_url).stdout.splitlines()] == ["ann"]
+    db.dispose()
+
+
 def test_from_chunks_to_drafts_to_a_trained_model(sqlite_url, tiny, tmp_path):
     for name, role in (("boss", "admin"), ("ann1", "annotator"), ("ann2", "annotator"), ("rev", "reviewer")):
         cli("user", "add", name, "--role", role, "--password-stdin", db=sqlite_url, stdin=f"{name}-password\n")
@@ -178,7 +216,7 @@ def test_serve_with_several_worker_processes(sqlite_url, start_server, tmp_path)
     headers = {"authorization": f"Bearer {token}"}
     done = 0
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
-        while (task := http.get("/api/projects/labels/next").json()["task"]) is not None:
+        while (task := http.post("/api/projects/labels/next").json()["task"]) is not None:
             response = http.post(f"/api/projects/labels/tasks/{task['assignment_id']}/submit",
                                  json={"value": {"label": "a"}})
             assert response.status_code == 200

@@ -36,7 +36,7 @@ def test_acknowledged_submits_survive_a_killed_server(db_url, start_server, tmp_
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=10) as http:
             while not stop.is_set():
                 try:
-                    task = http.get("/api/projects/load/next").json()["task"]
+                    task = http.post("/api/projects/load/next").json()["task"]
                     response = http.post(f"/api/projects/load/tasks/{task['assignment_id']}/submit",
                                          json={"value": {"pairs": [{"question": "q?", "answer": "a"}]}})
                 except (httpx.HTTPError, ValueError, TypeError):

@@ -53,3 +53,19 @@ def test_upgrading_from_every_earlier_state_gives_the_live_schema(db_url, start)
     with engine.begin() as conn:
         assert conn.execute(sa.text("SELECT name FROM users")).scalars().all() == ["old"]
     engine.dispose()
+
+
+def test_002_gives_tokens_made_before_it_an_expiry_and_keeps_users_enabled(db_url):
+    import time
+
+    engine = dbm.make_engine(db_url)
+    dbm.migrate(engine, until="001_initial")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (name, role, password_hash, created_at) VALUES ('old', 'admin', 'x', 1)"))
+        conn.execute(sa.text("INSERT INTO api_tokens (user_id, token_hash, created_at) VALUES (1, 'h', 1)"))
+    dbm.migrate(engine)
+    with engine.begin() as conn:
+        expires = conn.execute(sa.text("SELECT expires_at FROM api_tokens")).scalar_one()
+        assert conn.execute(sa.text("SELECT disabled FROM users")).scalar_one() in (False, 0)
+    assert time.time() + 89 * 24 * 3600 < expires < time.time() + 91 * 24 * 3600
+    engine.dispose()

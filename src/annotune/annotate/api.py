@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from annotune.annotate import exporting, importing, queue, review, stats, store
-from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, set_session_cookie
+from annotune.annotate import exporting, importing, logins, queue, review, stats, store
+from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, client_address, log_out, set_session_cookie
 from annotune.annotate.db import Database
+from annotune.annotate.errors import MethodNotAllowed
 
 router = APIRouter(prefix="/api")
 
@@ -38,10 +39,6 @@ class ProjectPatch(BaseModel):
     guidelines: str | None = None
     overlap: int | None = None
     self_review: bool | None = None
-
-
-class MemberBody(BaseModel):
-    user: str
 
 
 class ValueBody(BaseModel):
@@ -77,20 +74,19 @@ def health(request: Request) -> dict[str, Any]:
 
 
 @router.post("/login")
-def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
-    user, token, csrf = store.login(_db(request), body.name, body.password)
+async def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+    user, token, csrf = await logins.log_in(_db(request), request.app.state.hash_gate, body.name, body.password,
+                                            client_address(request))
     set_session_cookie(response, request, token)
     return {"name": user.name, "role": user.role, "csrf_token": csrf}
 
 
 @router.post("/logout")
-def logout(request: Request, response: Response, auth: CurrentAuth) -> dict[str, Any]:
-    if auth.session_token:
-        with _db(request).transaction() as conn:
-            store.logout(conn, auth.session_token)
-        request.app.state.auth_cache.drop(("session", auth.session_token))
+def logout(request: Request, response: Response, auth: CurrentAuth, everywhere: bool = False) -> dict[str, Any]:
+    """End this session; ``everywhere=true`` ends every session of the user (API tokens stay)."""
+    ended = log_out(request, auth, everywhere)
     response.delete_cookie(SESSION_COOKIE, path="/")
-    return {"ok": True}
+    return {"ok": True, "sessions_ended": ended}
 
 
 @router.get("/me")
@@ -129,15 +125,6 @@ def patch_project(name: str, body: ProjectPatch, request: Request,
                                                             body.self_review))
 
 
-@router.post("/projects/{name}/members")
-def add_member(name: str, body: MemberBody, request: Request, auth: CurrentAuth) -> dict[str, Any]:
-    store.require_admin(auth.user)
-    with _db(request).transaction() as conn:
-        project = store.find_project(conn, name)
-        added = store.add_member(conn, project, store.find_user(conn, body.user))
-        return {"added": added, "members": store.member_names(conn, project)}
-
-
 def upload_name(filename: str | None, fmt: str | None) -> str:
     """The uploaded file's own name (its last part), for messages and sources; a plain default without one."""
     name = Path((filename or "").replace("\\", "/")).name.strip()
@@ -168,8 +155,14 @@ async def import_records(name: str, request: Request, auth: CurrentAuth, kind: s
     return {"added": result.added, "already_there": result.already_there, "drafts": result.drafts}
 
 
-@router.get("/projects/{name}/next")
+@router.get("/projects/{name}/next", include_in_schema=False)
+def next_task_by_get(name: str) -> None:
+    raise MethodNotAllowed(f"leasing a task changes state: use POST /api/projects/{name}/next")
+
+
+@router.post("/projects/{name}/next")
 def next_task(name: str, request: Request, auth: CurrentAuth) -> dict[str, Any]:
+    """The caller's current task, else a newly leased one, else ``{"task": null}``."""
     with _db(request).transaction() as conn:
         project = store.project_for(conn, name, auth.user)
         task = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
@@ -266,9 +259,3 @@ def export(name: str, request: Request, auth: CurrentAuth, to: str = "openai", i
            min_score: float | None = None, changed_only: bool = False) -> Response:
     return export_response(request, auth, name, to, include_pending, min_score, changed_only)
 
-
-@router.get("/users")
-def users(request: Request, auth: CurrentAuth) -> JSONResponse:
-    store.require_admin(auth.user)
-    with _db(request).transaction(readonly=True) as conn:
-        return JSONResponse([{"name": u.name, "role": u.role} for u in store.list_users(conn)])

@@ -18,10 +18,11 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from annotune.annotate import api, pages, settings_pages
+from annotune.annotate import admin_api, admin_pages, api, pages, settings_pages
 from annotune.annotate.auth import AuthCache
 from annotune.annotate.db import Database, open_database
-from annotune.annotate.errors import Invalid, Throttled, Unauthorized, WorkbenchError
+from annotune.annotate.errors import Invalid, Unauthorized, WorkbenchError
+from annotune.annotate.logins import HashGate
 from annotune.annotate.pages import render_error
 from annotune.annotate.queue import LEASE_SECONDS
 from annotune.errors import AnnotuneError
@@ -39,7 +40,11 @@ class Settings:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``max_upload`` bytes (413)."""
+    """Refuse request bodies over ``max_upload`` bytes (413), declared or not (chunked).
+
+    A chunked body is counted as it is read. Whatever the route then makes of the interrupted read (FastAPI
+    answers a JSON body it could not read with 400), the client gets the 413.
+    """
 
     def __init__(self, app: ASGIApp, max_upload: int) -> None:
         self.app, self.max_upload = app, max_upload
@@ -52,19 +57,30 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_upload:
             await _too_large(self.max_upload)(scope, receive, send)
             return
-        received = 0
+        received, exceeded, started = 0, False, False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_upload:
+                exceeded = True
                 raise _BodyTooLarge()
             return message
 
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the route's own answer to the interrupted read; the 413 below replaces it
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:  # _BodyTooLarge, or whatever the route made of it
+                raise
+        if exceeded and not started:
             await _too_large(self.max_upload)(scope, receive, send)
 
 
@@ -84,7 +100,8 @@ def _wants_html(request: Request) -> bool:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WorkbenchError)
     async def _workbench_error(request: Request, exc: WorkbenchError) -> Response:
-        headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+        retry_after = getattr(exc, "retry_after", None)  # Throttled, Busy
+        headers = {"retry-after": str(retry_after)} if retry_after is not None else None
         if _wants_html(request):
             if isinstance(exc, Unauthorized):
                 return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
@@ -145,8 +162,11 @@ def create_app(db_url: str | None = None, settings: Settings | None = None, db: 
     app.state.db = db or open_database(db_url)
     app.state.settings = settings or Settings()
     app.state.auth_cache = AuthCache()
+    app.state.hash_gate = HashGate()
     app.include_router(api.router)
+    app.include_router(admin_api.router)
     app.include_router(pages.router)
+    app.include_router(admin_pages.router)
     app.include_router(settings_pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_error_handlers(app)

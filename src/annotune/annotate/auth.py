@@ -46,11 +46,12 @@ def _lookup(db: Database, bearer: str | None, session: str | None) -> Auth | Non
 class AuthCache:
     """Recent successful logins-by-token, so most requests skip the lookup (a transaction and a thread hop).
 
-    Entries live ``ttl`` seconds. Logging out here drops the session at once; a session or token removed by
-    another process (``user password`` logs a user out) stops working within ``ttl``.
+    Entries live ``ttl`` seconds. Logging out, disabling, deleting a user or changing their role or tokens
+    through this process drops their entries at once; a change made by another process (the CLI, another
+    server worker) takes effect within ``ttl``.
     """
 
-    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+    def __init__(self, ttl: float = store.AUTH_CACHE_SECONDS, size: int = 10_000) -> None:
         self.ttl, self.size = ttl, size
         self._items: dict[tuple[str, str], tuple[float, Auth]] = {}
         self._lock = threading.Lock()
@@ -73,13 +74,19 @@ class AuthCache:
         with self._lock:
             self._items.pop(key, None)
 
+    def drop_user(self, user_id: int) -> None:
+        """Forget every session and token of one user."""
+        with self._lock:
+            for key in [k for k, (_, auth) in self._items.items() if auth.user.id == user_id]:
+                del self._items[key]
+
 
 async def authenticate(request: Request) -> Auth:
     """The caller, or 401; a session's unsafe request must also carry the CSRF token (else 403)."""
     header = request.headers.get("authorization", "")
     bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
     if header and bearer is None:
-        raise Unauthorized("use 'Authorization: Bearer TOKEN' (create one with `annotune workbench token NAME`)")
+        raise Unauthorized("use 'Authorization: Bearer TOKEN' (create one with `annotune workbench token create NAME`)")
     session = request.cookies.get(SESSION_COOKIE)
     key = ("bearer", bearer) if bearer else ("session", session or "")
     cache: AuthCache = request.app.state.auth_cache
@@ -100,6 +107,28 @@ async def authenticate(request: Request) -> Auth:
 
 
 CurrentAuth = Annotated[Auth, Depends(authenticate)]
+
+
+def log_out(request: Request, auth: Auth, everywhere: bool = False) -> int:
+    """End the caller's session (or all their sessions); returns how many ended."""
+    if not auth.session_token and not everywhere:
+        return 0
+    with request.app.state.db.transaction() as conn:
+        if everywhere:
+            ended = store.logout_everywhere(conn, auth.user)
+        else:
+            store.logout(conn, auth.session_token)
+            ended = 1
+    cache: AuthCache = request.app.state.auth_cache
+    cache.drop(("session", auth.session_token or ""))
+    if everywhere:
+        cache.drop_user(auth.user.id)  # its tokens too: they are looked up again, and still work
+    return ended
+
+
+def client_address(request: Request) -> str:
+    """The caller's address, for the login throttle (behind a proxy: the one uvicorn trusts it to forward)."""
+    return request.client.host if request.client else "unknown"
 
 
 def set_session_cookie(response: Response, request: Request, token: str) -> None:

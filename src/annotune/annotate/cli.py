@@ -11,10 +11,13 @@ import argparse
 import getpass
 import json
 import sys
+import time
 from pathlib import Path
 
 from annotune.config import at_least_one
 from annotune.errors import AnnotuneError, DataError
+
+TOKEN_COMMANDS = ("create", "list", "revoke")
 
 
 def open_db(args: argparse.Namespace, create: bool = False):
@@ -35,7 +38,7 @@ def api_client(args: argparse.Namespace):
         raise AnnotuneError("give either --url (a running workbench) or --db (the database itself), not both")
     if not os.environ.get(TOKEN_ENV):
         raise AnnotuneError(f"--url needs an API token in ${TOKEN_ENV}; create one with "
-                            "`annotune workbench token NAME` and export it")
+                            "`annotune workbench token create NAME` and export it")
     return Client(args.url)
 
 
@@ -94,33 +97,70 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_user(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
-    db = open_db(args, create=args.user_command == "add")
-    if args.user_command == "list":
+    command = args.user_command
+    db = open_db(args, create=command == "add")
+    if command == "list":
         with db.transaction(readonly=True) as conn:
-            users = store.list_users(conn)
+            users = store.users_overview(conn)
         for user in users:
-            print(f"{user.name}\t{user.role}")
+            print(f"{user['name']}\t{user['role']}\t{'disabled' if user['disabled'] else 'active'}\t"
+                  f"{user['tokens']} token(s)")
         if not users:
             print("no users yet; add one with `annotune workbench user add NAME --role ROLE`", file=sys.stderr)
         return 0
-    password = _read_password(args)
+    password = _read_password(args) if command in ("add", "password") else ""
     with db.transaction() as conn:
-        if args.user_command == "add":
+        if command == "add":
             user = store.add_user(conn, args.name, args.role, password)
             print(f"added {user.name} ({user.role})")
-        else:
+            return 0
+        user = store.find_user(conn, args.name)
+        if command == "password":
             store.set_password(conn, args.name, password)
-            print(f"password of {args.name} changed; their sessions are logged out")
+            message = "password changed; their sessions are logged out and their API tokens revoked"
+        elif command == "role":
+            store.set_role(conn, user, args.role)
+            message = f"role is now {args.role}"
+        elif command in ("disable", "enable"):
+            store.set_disabled(conn, user, command == "disable")
+            message = ("disabled: cannot log in, sessions ended, API tokens stopped" if command == "disable"
+                       else "enabled")
+        else:
+            store.delete_user(conn, user)
+            message = "deleted, with their tokens, sessions and memberships"
+    print(f"{args.name}: {message} (a running server notices within {store.AUTH_CACHE_SECONDS:g} s)")
     return 0
 
 
 def run_token(args: argparse.Namespace) -> int:
     from annotune.annotate import store
 
+    command, name = args.command, args.name
+    if command not in TOKEN_COMMANDS:  # the older form: `token NAME`
+        command, name = "create", command
+    if not name:
+        raise AnnotuneError(f"name the user: `annotune workbench token {command} NAME`")
     with open_db(args).transaction() as conn:
-        token = store.create_token(conn, store.find_user(conn, args.name), args.label or "")
+        user = store.find_user(conn, name)
+        if command == "list":
+            for token in store.list_tokens(conn, user):
+                expires = "never" if token["expires_at"] is None else time.strftime(
+                    "%Y-%m-%d %H:%M", time.localtime(token["expires_at"]))
+                state = "expired" if token["expired"] else "expires"
+                print(f"{token['id']}\t{token['label'] or '-'}\t{state} {expires}")
+            return 0
+        if command == "revoke":
+            if (args.id is None) == (not args.all):
+                raise AnnotuneError("give the token's --id (from `token list`) or --all")
+            count = store.revoke_tokens(conn, user, args.id)
+            print(f"revoked {count} token(s) of {name} (a running server notices within "
+                  f"{store.AUTH_CACHE_SECONDS:g} s)")
+            return 0
+        token = store.create_token(conn, user, args.label or "", None if args.never_expires else args.days)
     print(token)
-    print(f"API token for {args.name}: shown once, keep it secret (export ANNOTUNE_TOKEN=...)", file=sys.stderr)
+    lifetime = "never expires" if args.never_expires else f"valid {args.days:g} days"
+    print(f"API token for {name} ({lifetime}): shown once, keep it secret (export ANNOTUNE_TOKEN=...)",
+          file=sys.stderr)
     return 0
 
 
@@ -151,6 +191,11 @@ def run_project(args: argparse.Namespace) -> int:
             for name in args.users:
                 added = store.add_member(conn, project, store.find_user(conn, name))
                 print(f"{name}: {'added to' if added else 'already in'} {project.name}")
+        elif args.project_command == "remove-member":
+            project = store.find_project(conn, args.project)
+            for name in args.users:
+                removed = store.remove_member(conn, project, store.find_user(conn, name))
+                print(f"{name}: {'removed from' if removed else 'not in'} {project.name}")
         else:
             for project in store.projects_for(conn, None):
                 print(f"{project.name}\t{project.task_type}\toverlap {project.overlap}")
@@ -252,24 +297,43 @@ def _minutes(text: str) -> float:
 
 def _add_people(commands: argparse._SubParsersAction) -> None:
     from annotune.annotate.schema import ROLES
+    from annotune.annotate.store import TOKEN_DAYS
 
-    user = commands.add_parser("user", help="add users, change passwords, list users")
+    user = commands.add_parser("user", help="add, change, disable or delete users; list them")
     user_commands = user.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
     add = user_commands.add_parser("add", help="add a user (asks for the password)")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
-    change = user_commands.add_parser("password", help="set a new password (logs the user out)")
+    change = user_commands.add_parser("password", help="set a new password (logs the user out everywhere and "
+                                                       "revokes their API tokens)")
     change.add_argument("name")
     for parser in (add, change):
         parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    role = user_commands.add_parser("role", help="change a user's role")
+    role.add_argument("name")
+    role.add_argument("role", choices=ROLES)
+    simple = {"disable": "stop a user: no login, sessions ended, API tokens stop working (annotations stay)",
+              "enable": "let a disabled user log in again (their unexpired tokens work again)",
+              "delete": "delete a user who wrote and reviewed nothing (else disable them)"}
+    others = [user_commands.add_parser(name, help=text) for name, text in simple.items()]
+    for parser in others:
+        parser.add_argument("name")
+    listing = user_commands.add_parser("list", help="list users, roles, state and live API tokens")
+    for parser in (add, change, role, listing, *others):
         _add_db(parser)
-    listing = user_commands.add_parser("list", help="list users and roles")
-    _add_db(listing)
     user.set_defaults(func=run_user)
 
-    token = commands.add_parser("token", help="create an API token for a user (for the CLI and scripts)")
-    token.add_argument("name")
-    token.add_argument("--label", help="what the token is for")
+    token = commands.add_parser("token", help="API tokens (for the CLI and scripts): create, list, revoke",
+                                description="`token create NAME` prints a new token (`token NAME` does the "
+                                            "same); `token list NAME`; `token revoke NAME --id ID | --all`.")
+    token.add_argument("command", metavar="create|list|revoke", help="what to do (or a user's name: create)")
+    token.add_argument("name", nargs="?", help="the user")
+    token.add_argument("--label", help="create: what the token is for")
+    token.add_argument("--days", type=float, default=TOKEN_DAYS,
+                       help=f"create: days until it expires (default {TOKEN_DAYS})")
+    token.add_argument("--never-expires", action="store_true", help="create: valid until revoked")
+    token.add_argument("--id", type=int, help="revoke: the token (its id from `token list`)")
+    token.add_argument("--all", action="store_true", help="revoke: every token of the user")
     _add_db(token)
     token.set_defaults(func=run_token)
 
@@ -288,10 +352,12 @@ def _add_projects(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--self-review", action="store_true",
                         help="let reviewers accept or reject their own annotations (default: someone else reviews)")
     members = project_commands.add_parser("add-member", help="let users see and work on a project")
-    members.add_argument("project")
-    members.add_argument("users", nargs="+")
+    removal = project_commands.add_parser("remove-member", help="take users out of a project (annotations stay)")
+    for parser in (members, removal):
+        parser.add_argument("project")
+        parser.add_argument("users", nargs="+")
     listing = project_commands.add_parser("list", help="list projects")
-    for parser in (create, members, listing):
+    for parser in (create, members, removal, listing):
         _add_db(parser)
     project.set_defaults(func=run_project)
 

@@ -20,8 +20,9 @@ import httpx
 from annotune.annotate import errors
 
 TOKEN_ENV = "ANNOTUNE_TOKEN"
-_BY_STATUS = {401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound, 409: errors.Conflict,
-              413: errors.TooLarge}
+_BY_STATUS = {401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound,
+              405: errors.MethodNotAllowed, 409: errors.Conflict, 413: errors.TooLarge}
+_RETRY = {429: errors.Throttled, 503: errors.Busy}
 
 
 class Client:
@@ -56,8 +57,8 @@ class Client:
                            f"{self.http.base_url} is the address of an annotune workbench")
             if response.status_code == 422 and body.get("field"):
                 raise errors.Invalid(body["field"], message.split(": ", 1)[-1])
-            if response.status_code == 429:
-                raise errors.Throttled(message, int(response.headers.get("retry-after", "1")))
+            if response.status_code in _RETRY:
+                raise _RETRY[response.status_code](message, int(response.headers.get("retry-after", "1")))
             raise _BY_STATUS.get(response.status_code, errors.WorkbenchError)(message)
         return response
 
@@ -66,6 +67,10 @@ class Client:
 
     def me(self) -> dict[str, Any]:
         return self._json("GET", "/api/me")
+
+    def logout(self, everywhere: bool = False) -> dict[str, Any]:
+        """End this login session, or (``everywhere``) every session of the user."""
+        return self._json("POST", "/api/logout", params={"everywhere": everywhere})
 
     def projects(self) -> list[dict[str, Any]]:
         return self._json("GET", "/api/projects")
@@ -78,12 +83,41 @@ class Client:
     def add_member(self, project: str, user: str) -> dict[str, Any]:
         return self._json("POST", f"/api/projects/{project}/members", json={"user": user})
 
+    def remove_member(self, project: str, user: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/api/projects/{project}/members/{user}")
+
+    # Admin: users and their API tokens.
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/users")
+
+    def add_user(self, name: str, role: str, password: str) -> dict[str, Any]:
+        return self._json("POST", "/api/users", json={"name": name, "role": role, "password": password})
+
+    def change_user(self, name: str, role: str | None = None, disabled: bool | None = None) -> dict[str, Any]:
+        return self._json("PATCH", f"/api/users/{name}", json={"role": role, "disabled": disabled})
+
+    def delete_user(self, name: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/api/users/{name}")
+
+    def tokens(self, name: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/api/users/{name}/tokens")
+
+    def create_token(self, name: str, label: str = "", days: float | None = 90) -> str:
+        return self._json("POST", f"/api/users/{name}/tokens", json={"label": label, "days": days})["token"]
+
+    def revoke_tokens(self, name: str, token_id: int | None = None) -> int:
+        """Revoke one token of ``name`` (its id from :meth:`tokens`), or all of them."""
+        params = {"id": token_id} if token_id is not None else {}
+        return self._json("DELETE", f"/api/users/{name}/tokens", params=params)["revoked"]
+
     def import_file(self, project: str, path: str | Path, kind: str = "auto", fmt: str | None = None) -> dict:
         params = {"kind": kind, "filename": Path(path).name, **({"format": fmt} if fmt else {})}
         return self._json("POST", f"/api/projects/{project}/import", params=params, content=Path(path).read_bytes())
 
     def next_task(self, project: str) -> dict[str, Any] | None:
-        return self._json("GET", f"/api/projects/{project}/next")["task"]
+        """The current task, else a newly leased one (leasing is a POST), else None."""
+        return self._json("POST", f"/api/projects/{project}/next")["task"]
 
     def submit(self, project: str, assignment_id: int, value: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", f"/api/projects/{project}/tasks/{assignment_id}/submit", json={"value": value})

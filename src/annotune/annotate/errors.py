@@ -47,3 +47,17 @@ class Throttled(WorkbenchError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Busy(WorkbenchError):
+    """Too many requests of a costly kind at once (logins): try again after ``retry_after`` seconds."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MethodNotAllowed(WorkbenchError):
+    status = 405

@@ -8,6 +8,7 @@ Applied names are recorded in ``annotune_migrations``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -116,6 +117,26 @@ def add_column(conn: Connection, table: str, column: sa.Column) -> None:
     conn.execute(sa.text(ddl))
 
 
+TOKEN_DAYS_002 = 90  # tokens made before 002 never expired; they get this long from the upgrade on
+
+
+def _m002_accounts(conn: Connection) -> None:
+    """Disabled users, token expiry, and the login throttle keyed by address and name."""
+    add_column(conn, "users", sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.text("false")))
+    add_column(conn, "api_tokens", sa.Column("expires_at", sa.Float))
+    conn.execute(sa.text("UPDATE api_tokens SET expires_at = :at"),
+                 {"at": time.time() + TOKEN_DAYS_002 * 24 * 3600})
+    meta = sa.MetaData()
+    sa.Table(
+        "login_throttle", meta,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_failed_at", sa.Float),
+        sa.Column("last_ok_at", sa.Float),
+    )
+    meta.create_all(conn)
+
+
 def _m003_reviews(conn: Connection) -> None:
     """Review leases, no self-review unless the project allows it, and whether a draft was changed."""
     add_column(conn, "annotations", sa.Column("suggestion_changed", sa.Boolean))
@@ -126,5 +147,6 @@ def _m003_reviews(conn: Connection) -> None:
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_accounts", _m002_accounts),
     ("003_reviews", _m003_reviews),
 ]

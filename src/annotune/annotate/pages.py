@@ -19,9 +19,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from annotune.annotate import diff, exporting, importing, markdown, queue, review, stats, store
+from annotune.annotate import diff, exporting, importing, logins, markdown, queue, review, stats, store
 from annotune.annotate.api import export_response, import_upload, upload_name
-from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, set_session_cookie
+from annotune.annotate.auth import SESSION_COOKIE, Auth, CurrentAuth, client_address, log_out, set_session_cookie
 from annotune.annotate.errors import Conflict, Invalid, WorkbenchError
 from annotune.annotate.queue import Task
 from annotune.annotate.tasks import MAX_PAIRS
@@ -36,7 +36,11 @@ NOTICES = {"saved": ("annotation {id} saved", ("id",)),
                         ("added", "already", "drafts")),
            "reviewed": ("nothing left for you to review right now", ()),
            "created": ("project created: import records below, then add members", ()),
-           "settings": ("settings saved", ())}
+           "settings": ("settings saved", ()),
+
+           "user_added": ("user added", ()), "user_saved": ("user changed", ()),
+           "user_deleted": ("user deleted", ()), "revoked": ("{count} API token(s) revoked", ("count",)),
+           "members_saved": ("members changed", ())}
 
 
 def notice_for(request: Request) -> str | None:
@@ -114,10 +118,13 @@ async def login(request: Request) -> Response:
         return render_error(request, "the login form expired; open the login page again", 403)
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     try:
-        _, token, _ = await run_in_threadpool(store.login, request.app.state.db, name, password)
+        _, token, _ = await logins.log_in(request.app.state.db, request.app.state.hash_gate, name, password,
+                                          client_address(request))
     except WorkbenchError as exc:
         response = render_page(request, "login.html", None, exc.status, error=str(exc), login_csrf=expected,
                          next=_safe_next(str(form.get("next", "/"))), name=name)
+        if getattr(exc, "retry_after", None) is not None:
+            response.headers["retry-after"] = str(exc.retry_after)  # type: ignore[attr-defined]
         return response
     response = _see(_safe_next(str(form.get("next", "/"))))
     set_session_cookie(response, request, token)
@@ -126,11 +133,10 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout(request: Request, auth: CurrentAuth) -> Response:
-    if auth.session_token:
-        with request.app.state.db.transaction() as conn:
-            store.logout(conn, auth.session_token)
-        request.app.state.auth_cache.drop(("session", auth.session_token))
+async def logout(request: Request, auth: CurrentAuth) -> Response:
+    """Log out here, or with ``everywhere`` in the form, in every browser and device (API tokens stay)."""
+    everywhere = bool((await request.form()).get("everywhere"))
+    await run_in_threadpool(log_out, request, auth, everywhere)
     response = _see("/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -163,7 +169,7 @@ def project_page(name: str, request: Request, auth: CurrentAuth) -> Response:
 
 
 def _task_page(request: Request, auth: Auth, project: store.Project, task: Task | None, status: int = 200,
-               error: str | None = None, entered: FormData | None = None) -> Response:
+               error: str | None = None, entered: FormData | None = None, waiting: bool = False) -> Response:
     """The task form, filled with what the user typed (after an error) or with the model's suggestion."""
     value: dict[str, Any] = {}
     if task is not None and entered is not None:
@@ -171,15 +177,28 @@ def _task_page(request: Request, auth: Auth, project: store.Project, task: Task 
     elif task is not None and project.task_type == "write" and task.payload.get("suggestion"):
         value = {"pairs": task.payload["suggestion"]["pairs"]}
     return render_page(request, "task.html", auth, status, project=project, task=task, error=error, value=value,
-                 entered=entered is not None, rows=write_rows(value))
+                       entered=entered is not None, rows=write_rows(value), waiting=waiting)
 
 
 @router.get("/p/{name}/annotate")
 def annotate(name: str, request: Request, auth: CurrentAuth) -> Response:
-    with request.app.state.db.transaction() as conn:
+    """The user's current task; without one, a "Start" button (leasing is a POST: a link cannot do it)."""
+    with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
-        task = queue.next_task(conn, project, auth.user, request.app.state.settings.lease_seconds)
-    return _task_page(request, auth, project, task)
+        task = queue.current_task(conn, project, auth.user)
+        waiting = task is None and queue.has_work(conn, project, auth.user)
+    return _task_page(request, auth, project, task, waiting=waiting)
+
+
+def _lease_next(request: Request, conn: Any, project: store.Project, user: store.User) -> None:
+    queue.next_task(conn, project, user, request.app.state.settings.lease_seconds)
+
+
+@router.post("/p/{name}/annotate")
+def lease(name: str, request: Request, auth: CurrentAuth) -> Response:
+    with request.app.state.db.transaction() as conn:
+        _lease_next(request, conn, store.project_for(conn, name, auth.user), auth.user)
+    return _see(f"/p/{quote(name)}/annotate")
 
 
 def form_value(task_type: str, form: FormData, payload: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +235,7 @@ async def submit(name: str, assignment_id: int, request: Request, auth: CurrentA
                 queue.submit(conn, project, auth.user, assignment_id, form_value(project.task_type, form, payload))
             except Invalid as exc:
                 return _task_page(request, auth, project, task, 422, error=str(exc), entered=form)
+            _lease_next(request, conn, project, auth.user)  # after a submit the next task opens by itself
         return _see(f"/p/{quote(name)}/annotate")
 
     return await run_in_threadpool(run)
@@ -224,7 +244,9 @@ async def submit(name: str, assignment_id: int, request: Request, auth: CurrentA
 @router.post("/p/{name}/tasks/{assignment_id}/skip")
 def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> Response:
     with request.app.state.db.transaction() as conn:
-        queue.skip(conn, store.project_for(conn, name, auth.user), auth.user, assignment_id)
+        project = store.project_for(conn, name, auth.user)
+        queue.skip(conn, project, auth.user, assignment_id)
+        _lease_next(request, conn, project, auth.user)
     return _see(f"/p/{quote(name)}/annotate")
 
 

@@ -129,15 +129,29 @@ def leased_task(conn: Connection, project: Project, user: User, assignment_id: i
     return _row_task(project, row) if row is not None else None
 
 
+def current_task(conn: Connection, project: Project, user: User, now: float | None = None) -> Task | None:
+    """The user's live lease in ``project``, if any; leases nothing."""
+    now = time.time() if now is None else now
+    row = conn.execute(_CURRENT_LEASE, {"project": project.id, "user": user.id, "now": now}).first()
+    return _row_task(project, row) if row is not None else None
+
+
+def has_work(conn: Connection, project: Project, user: User) -> bool:
+    """Whether :func:`next_task` would likely find a record for the user now (a read, no lease, no lock)."""
+    params = {"project": project.id, "user": user.id, "now": time.time(), "overlap": project.overlap,
+              "passed": [-1]}
+    return conn.execute(_CANDIDATE, params).first() is not None
+
+
 def next_task(conn: Connection, project: Project, user: User, lease_seconds: float = LEASE_SECONDS,
               now: float | None = None) -> Task | None:
     """The user's current task, else a newly leased one, else None when nothing is left for them.
 
     ``now`` (seconds since the epoch) defaults to the clock; tests pass their own."""
     now = time.time() if now is None else now
-    current = conn.execute(_CURRENT_LEASE, {"project": project.id, "user": user.id, "now": now}).first()
+    current = current_task(conn, project, user, now)
     if current is not None:
-        return _row_task(project, current)
+        return current
     record = _pick_record(conn, project, user, now)
     if record is None:
         return None

@@ -21,7 +21,9 @@ users = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     # Consecutive failed logins and when the last one happened: each new failure waits longer.
     sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("last_failed_at", sa.Float),
+    sa.Column("last_failed_at", sa.Float),  # both unused since 002: logins are throttled in login_throttle
+    # A disabled user cannot log in, and their sessions and tokens stop working (002).
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 api_tokens = sa.Table(
@@ -31,6 +33,7 @@ api_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex; the token is shown once
     sa.Column("label", sa.String(100), nullable=False, server_default=""),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float),  # NULL: never (only when asked for explicitly) (002)
 )
 
 sessions = sa.Table(
@@ -111,6 +114,16 @@ annotations = sa.Table(
     sa.Column("review_lease_expires", sa.Float),
     sa.Index("ix_annotations_project", "project_id", "status"),
     sa.Index("ix_annotations_record", "record_id"),
+)
+
+# Failed logins per throttle key (a hash of "address", "address + name" or "name"), counted before the password
+# is checked so that parallel guesses cannot pass the limit (002).
+login_throttle = sa.Table(
+    "login_throttle", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_failed_at", sa.Float),
+    sa.Column("last_ok_at", sa.Float),  # "address + name" keys: when that name last logged in from there
 )
 
 migrations = sa.Table(

@@ -16,12 +16,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection
 
 from annotune.annotate import schema, tasks
-from annotune.annotate.db import Database
-from annotune.annotate.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
+from annotune.annotate.errors import Conflict, Forbidden, Invalid, NotFound
 
 SESSION_SECONDS = 7 * 24 * 3600
-FREE_LOGIN_ATTEMPTS = 5  # failures allowed before each further attempt has to wait
-MAX_LOGIN_WAIT = 300  # seconds
+TOKEN_DAYS = 90  # API token lifetime unless the token is made with another
+AUTH_CACHE_SECONDS = 5.0  # how long a server process may remember a session or token (auth.AuthCache)
 MIN_PASSWORD = 8
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _hasher = PasswordHasher()
@@ -38,6 +37,7 @@ class User:
     id: int
     name: str
     role: str
+    disabled: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -89,12 +89,49 @@ def find_user(conn: Connection, name: str) -> User:
     row = conn.execute(sa.select(schema.users).where(schema.users.c.name == name)).first()
     if row is None:
         raise NotFound(f"no user {name!r}; add one with `annotune workbench user add {name} --role annotator`")
-    return User(row.id, row.name, row.role)
+    return User(row.id, row.name, row.role, row.disabled)
 
 
 def list_users(conn: Connection) -> list[User]:
     rows = conn.execute(sa.select(schema.users).order_by(schema.users.c.name))
-    return [User(r.id, r.name, r.role) for r in rows]
+    return [User(r.id, r.name, r.role, r.disabled) for r in rows]
+
+
+def users_overview(conn: Connection) -> list[dict[str, Any]]:
+    """Every user with role, disabled state and number of live API tokens (the admin's users page and API)."""
+    now, u = time.time(), schema.users
+    live = (sa.select(sa.func.count()).select_from(schema.api_tokens)
+            .where(schema.api_tokens.c.user_id == u.c.id,
+                   sa.or_(schema.api_tokens.c.expires_at.is_(None), schema.api_tokens.c.expires_at > now))
+            .scalar_subquery())
+    rows = conn.execute(sa.select(u.c.name, u.c.role, u.c.disabled, live.label("tokens")).order_by(u.c.name))
+    return [{"name": r.name, "role": r.role, "disabled": bool(r.disabled), "tokens": r.tokens} for r in rows]
+
+
+def set_role(conn: Connection, user: User, role: str) -> None:
+    if role not in schema.ROLES:
+        raise Invalid("role", f"must be one of {', '.join(schema.ROLES)}, got {role!r}")
+    conn.execute(schema.users.update().where(schema.users.c.id == user.id).values(role=role))
+
+
+def set_disabled(conn: Connection, user: User, disabled: bool) -> None:
+    """Disable (or enable) ``user``: a disabled user cannot log in and their tokens do not work; disabling
+    also ends their sessions. Their annotations stay."""
+    conn.execute(schema.users.update().where(schema.users.c.id == user.id).values(disabled=disabled))
+    if disabled:
+        logout_everywhere(conn, user)
+
+
+def delete_user(conn: Connection, user: User) -> None:
+    """Delete ``user`` with their tokens, sessions, memberships and leases; refused while annotations they
+    wrote or changed exist (those keep naming their author: disable the user instead)."""
+    ann = schema.annotations
+    written = conn.execute(sa.select(sa.func.count()).select_from(ann).where(
+        sa.or_(ann.c.user_id == user.id, ann.c.updated_by == user.id))).scalar_one()
+    if written:
+        raise Conflict(f"{user.name} wrote or reviewed {written} annotation(s), which keep naming them; disable "
+                       f"the account instead (`annotune workbench user disable {user.name}`)")
+    conn.execute(schema.users.delete().where(schema.users.c.id == user.id))
 
 
 def set_password(conn: Connection, name: str, password: str) -> None:
@@ -102,71 +139,83 @@ def set_password(conn: Connection, name: str, password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise Invalid("password", f"must be at least {MIN_PASSWORD} characters")
     conn.execute(schema.users.update().where(schema.users.c.id == user.id).values(
-        password_hash=_hasher.hash(password), failed_logins=0))
-    conn.execute(schema.sessions.delete().where(schema.sessions.c.user_id == user.id))
+        password_hash=_hasher.hash(password)))
+    # Whoever knew the old password may have made sessions or tokens with it.
+    logout_everywhere(conn, user)
+    revoke_tokens(conn, user)
 
 
-def create_token(conn: Connection, user: User, label: str = "") -> str:
-    """A new API token for ``user``; only its hash is stored, so this is the one time it can be read."""
-    token = "at_" + secrets.token_urlsafe(32)
+def create_token(conn: Connection, user: User, label: str = "", days: float | None = TOKEN_DAYS) -> str:
+    """A new API token for ``user``, valid ``days`` (None: until revoked); only its hash is stored, so this
+    is the one time it can be read."""
+    if days is not None and not days > 0:
+        raise Invalid("days", f"a token must live more than 0 days, got {days}; revoke it to end it early")
+    token, now = "at_" + secrets.token_urlsafe(32), time.time()
     conn.execute(schema.api_tokens.insert().values(
-        user_id=user.id, token_hash=_hash_token(token), label=label, created_at=time.time()))
+        user_id=user.id, token_hash=_hash_token(token), label=label[:100], created_at=now,
+        expires_at=None if days is None else now + days * 24 * 3600))
     return token
 
 
+t = schema.api_tokens
 _USER_FOR_TOKEN = (sa.select(schema.users.c.id, schema.users.c.name, schema.users.c.role)
-                   .join(schema.api_tokens, schema.api_tokens.c.user_id == schema.users.c.id)
-                   .where(schema.api_tokens.c.token_hash == sa.bindparam("token")))
+                   .join(t, t.c.user_id == schema.users.c.id)
+                   .where(t.c.token_hash == sa.bindparam("token"), ~schema.users.c.disabled,
+                          sa.or_(t.c.expires_at.is_(None), t.c.expires_at > sa.bindparam("now"))))
 
 
 def user_for_token(conn: Connection, token: str) -> User | None:
-    row = conn.execute(_USER_FOR_TOKEN, {"token": _hash_token(token)}).first()
+    """The user of a live token (not expired, revoked, or of a disabled user), or None."""
+    row = conn.execute(_USER_FOR_TOKEN, {"token": _hash_token(token), "now": time.time()}).first()
     return User(row.id, row.name, row.role) if row else None
+
+
+def list_tokens(conn: Connection, user: User) -> list[dict[str, Any]]:
+    """``user``'s tokens (expired ones too, marked), newest first; never the tokens themselves."""
+    now = time.time()
+    rows = conn.execute(sa.select(t.c.id, t.c.label, t.c.created_at, t.c.expires_at)
+                        .where(t.c.user_id == user.id).order_by(t.c.id.desc()))
+    return [{"id": r.id, "label": r.label, "created_at": r.created_at, "expires_at": r.expires_at,
+             "expired": r.expires_at is not None and r.expires_at <= now} for r in rows]
+
+
+def revoke_tokens(conn: Connection, user: User, token_id: int | None = None) -> int:
+    """Revoke ``user``'s token ``token_id``, or all their tokens; returns how many were revoked."""
+    query = t.delete().where(t.c.user_id == user.id)
+    if token_id is not None:
+        query = query.where(t.c.id == token_id)
+    count = conn.execute(query).rowcount
+    if token_id is not None and not count:
+        raise NotFound(f"{user.name} has no token {token_id}; `annotune workbench token list {user.name}` "
+                       "lists them")
+    return count
 
 
 # -------------------------------------------------------------------------------------- login sessions
 
 
-def _login_wait(failed: int, last_failed_at: float | None, now: float) -> int:
-    if failed < FREE_LOGIN_ATTEMPTS or last_failed_at is None:
-        return 0
-    wait = min(2 ** (failed - FREE_LOGIN_ATTEMPTS), MAX_LOGIN_WAIT)
-    return max(0, int(last_failed_at + wait - now + 0.999))
-
-
-def login(db: Database, name: str, password: str) -> tuple[User, str, str]:
-    """Check the password; returns (user, session token, CSRF token). Failures slow further attempts."""
-    now = time.time()
-    with db.transaction() as conn:
-        row = conn.execute(sa.select(schema.users).where(schema.users.c.name == name)).first()
-        if row is not None:
-            wait = _login_wait(row.failed_logins, row.last_failed_at, now)
-            if wait:
-                raise Throttled(f"too many failed logins for {name!r}; try again in {wait} s", wait)
+def check_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; with no hash (no such user) a dummy one is checked, taking as long."""
     try:
-        ok = _hasher.verify(row.password_hash if row else _dummy_hash(), password) and row is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
-        ok = False
-    with db.transaction() as conn:
-        if not ok:
-            if row is not None:
-                conn.execute(schema.users.update().where(schema.users.c.id == row.id).values(
-                    failed_logins=schema.users.c.failed_logins + 1, last_failed_at=now))
-        else:
-            conn.execute(schema.users.update().where(schema.users.c.id == row.id).values(failed_logins=0))
-            token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-            conn.execute(schema.sessions.delete().where(schema.sessions.c.expires_at < now))
-            conn.execute(schema.sessions.insert().values(
-                token_hash=_hash_token(token), user_id=row.id, csrf_token=csrf, expires_at=now + SESSION_SECONDS))
-    if not ok:
-        raise Unauthorized("unknown user or wrong password")
-    return User(row.id, row.name, row.role), token, csrf
+        return False
+
+
+def start_session(conn: Connection, user: User) -> tuple[str, str]:
+    """A new login session for ``user``: (session token, CSRF token)."""
+    now = time.time()
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    conn.execute(schema.sessions.delete().where(schema.sessions.c.expires_at < now))
+    conn.execute(schema.sessions.insert().values(
+        token_hash=_hash_token(token), user_id=user.id, csrf_token=csrf, expires_at=now + SESSION_SECONDS))
+    return token, csrf
 
 
 _SESSION_USER = (sa.select(schema.users.c.id, schema.users.c.name, schema.users.c.role, schema.sessions.c.csrf_token)
                  .join(schema.sessions, schema.sessions.c.user_id == schema.users.c.id)
                  .where(schema.sessions.c.token_hash == sa.bindparam("token"),
-                        schema.sessions.c.expires_at > sa.bindparam("now")))
+                        schema.sessions.c.expires_at > sa.bindparam("now"), ~schema.users.c.disabled))
 
 
 def session_user(conn: Connection, token: str) -> tuple[User, str] | None:
@@ -177,6 +226,11 @@ def session_user(conn: Connection, token: str) -> tuple[User, str] | None:
 
 def logout(conn: Connection, token: str) -> None:
     conn.execute(schema.sessions.delete().where(schema.sessions.c.token_hash == _hash_token(token)))
+
+
+def logout_everywhere(conn: Connection, user: User) -> int:
+    """End every login session of ``user``; returns how many there were."""
+    return conn.execute(schema.sessions.delete().where(schema.sessions.c.user_id == user.id)).rowcount
 
 
 # --------------------------------------------------------------------------------------------- projects
@@ -268,6 +322,12 @@ def add_member(conn: Connection, project: Project, user: User) -> bool:
         return False
     conn.execute(schema.members.insert().values(project_id=project.id, user_id=user.id))
     return True
+
+
+def remove_member(conn: Connection, project: Project, user: User) -> bool:
+    """Take ``user`` out of ``project`` (their annotations stay); False when they were not a member."""
+    m = schema.members
+    return conn.execute(m.delete().where(m.c.project_id == project.id, m.c.user_id == user.id)).rowcount > 0
 
 
 def member_names(conn: Connection, project: Project) -> list[str]:

@@ -329,3 +329,42 @@ def test_admins_create_projects_edit_guidelines_and_import_with_a_format_in_the_
     annotator = login(browser, server, "ann")
     annotator.goto(f"{server.url}/projects/new")
     assert annotator.locator("#error").inner_text() == "this needs the admin role"
+
+
+def test_the_task_page_shows_guidelines_progress_and_lease_keeps_text_on_409_and_undoes_a_skip(browser, workbench,
+                                                                                                tmp_path):
+    server, db = workbench
+    with db.transaction() as conn:  # a long record: Submit must stay in view without scrolling
+        project = store.create_project(conn, "long", "write", "Ask what a customer would ask.")
+        for name in ("ann", "rev"):
+            store.add_member(conn, project, store.find_user(conn, name))
+        importing.import_file(conn, project, write_jsonl(tmp_path / "long.jsonl", [
+            {"id": "l1", "text": "The L1 lamp. " + "It has many features. " * 600},
+            {"id": "l2", "text": "The L2 lamp runs for 40 hours."}]))
+    page = login(browser, server, "ann")
+    open_task(page, server, "long")
+    assert page.locator("#left").inner_text() == "2 of 2 left for you"
+    assert "Ask what a customer would ask." in page.locator("#guidelines").inner_text()
+    assert page.locator("#lease").inner_text() in ("Reserved for you for 29 more minute(s).",
+                                                   "Reserved for you for 30 more minute(s).")
+    in_view = "el => el.getBoundingClientRect().bottom <= window.innerHeight"
+    assert page.locator("#submit").evaluate(in_view)
+    assert "The L1 lamp." in page.locator("#record").inner_text()
+
+    submit_with(page, "Escape", "s")  # skip L1: L2 opens, with an undo for the skip
+    assert "The L2 lamp" in page.locator("#record").inner_text()
+    assert page.locator("#left").inner_text() == "1 of 2 left for you"
+    submit_with(page, "Escape", "u")
+    assert "The L1 lamp." in page.locator("#record").inner_text()
+    assert page.locator("#left").inner_text() == "2 of 2 left for you"
+
+    # The lease runs out and someone else does the record: the submit gets a 409 that keeps what was typed.
+    page.locator("textarea[name=question_0]").fill("How many features does the L1 have?")
+    page.locator("textarea[name=answer_0]").fill("Many.")
+    with db.transaction() as conn:
+        conn.execute(schema.assignments.update().values(expires_at=1.0))
+    annotate_directly(db, "long", "rev", {"pairs": [{"question": "What is the L1?", "answer": "A lamp."}]})
+    submit_with(page, "Control+Enter")
+    assert "expired and other annotators took its places" in page.locator("#error").inner_text()
+    assert page.locator("textarea[name=question_0]").input_value() == "How many features does the L1 have?"
+    assert page.locator("textarea[name=answer_0]").input_value() == "Many."

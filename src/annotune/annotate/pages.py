@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -169,25 +170,33 @@ def project_page(name: str, request: Request, auth: CurrentAuth) -> Response:
 
 
 def _task_page(request: Request, auth: Auth, project: store.Project, task: Task | None, status: int = 200,
-               error: str | None = None, entered: FormData | None = None, waiting: bool = False) -> Response:
-    """The task form, filled with what the user typed (after an error) or with the model's suggestion."""
+               error: str | None = None, entered: FormData | None = None, waiting: bool = False,
+               undo: int | None = None) -> Response:
+    """The task form, filled with what the user typed (after an error) or with the model's suggestion, with
+    the guidelines, what is left for the user and how long the task stays theirs."""
     value: dict[str, Any] = {}
     if task is not None and entered is not None:
         value = form_value(project.task_type, entered, task.payload)
     elif task is not None and project.task_type == "write" and task.payload.get("suggestion"):
         value = {"pairs": task.payload["suggestion"]["pairs"]}
+    with request.app.state.db.transaction(readonly=True) as conn:
+        left = queue.left_for(conn, project, auth.user)
+    minutes = max(0, int((task.expires_at - time.time()) // 60)) if task is not None else 0
     return render_page(request, "task.html", auth, status, project=project, task=task, error=error, value=value,
-                       entered=entered is not None, rows=write_rows(value), waiting=waiting)
+                       entered=entered is not None, rows=write_rows(value), waiting=waiting, left=left,
+                       lease_minutes=minutes, undo=undo)
 
 
 @router.get("/p/{name}/annotate")
-def annotate(name: str, request: Request, auth: CurrentAuth) -> Response:
-    """The user's current task; without one, a "Start" button (leasing is a POST: a link cannot do it)."""
+def annotate(name: str, request: Request, auth: CurrentAuth, skipped: str = "") -> Response:
+    """The user's current task; without one, a "Start" button (leasing is a POST: a link cannot do it).
+    ``skipped``: the task just skipped, offered back with an undo button."""
     with request.app.state.db.transaction(readonly=True) as conn:
         project = store.project_for(conn, name, auth.user)
         task = queue.current_task(conn, project, auth.user)
         waiting = task is None and queue.has_work(conn, project, auth.user)
-    return _task_page(request, auth, project, task, waiting=waiting)
+    undo = int(skipped) if skipped.isdigit() and len(skipped) < 19 else None
+    return _task_page(request, auth, project, task, waiting=waiting, undo=undo)
 
 
 def _lease_next(request: Request, conn: Any, project: store.Project, user: store.User) -> None:
@@ -233,8 +242,11 @@ async def submit(name: str, assignment_id: int, request: Request, auth: CurrentA
             payload = task.payload if task else {}
             try:  # the value is checked before anything is written
                 queue.submit(conn, project, auth.user, assignment_id, form_value(project.task_type, form, payload))
-            except Invalid as exc:
-                return _task_page(request, auth, project, task, 422, error=str(exc), entered=form)
+            except (Invalid, Conflict) as exc:
+                if task is None:  # submitted or skipped already: nothing of this form to keep
+                    raise
+                # the form comes back with everything typed in it, so nothing is lost
+                return _task_page(request, auth, project, task, exc.status, error=str(exc), entered=form)
             _lease_next(request, conn, project, auth.user)  # after a submit the next task opens by itself
         return _see(f"/p/{quote(name)}/annotate")
 
@@ -247,6 +259,14 @@ def skip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> 
         project = store.project_for(conn, name, auth.user)
         queue.skip(conn, project, auth.user, assignment_id)
         _lease_next(request, conn, project, auth.user)
+    return _see(f"/p/{quote(name)}/annotate?skipped={assignment_id}")
+
+
+@router.post("/p/{name}/tasks/{assignment_id}/unskip")
+def unskip(name: str, assignment_id: int, request: Request, auth: CurrentAuth) -> Response:
+    with request.app.state.db.transaction() as conn:
+        project = store.project_for(conn, name, auth.user)
+        queue.unskip(conn, project, auth.user, assignment_id, request.app.state.settings.lease_seconds)
     return _see(f"/p/{quote(name)}/annotate")
 
 

@@ -211,7 +211,8 @@ def skip(conn: Connection, project: Project, user: User, assignment_id: int) -> 
 
 def unskip(conn: Connection, project: Project, user: User, assignment_id: int,
            lease_seconds: float = LEASE_SECONDS, now: float | None = None) -> Task:
-    """Undo a skip: the task is the user's again, under a new lease, while the record still has a free place."""
+    """Undo a skip: the task is the user's again, under a new lease, while the record still has a free place;
+    the task leased to them after the skip is given back."""
     now = time.time() if now is None else now
     query = _OWN.with_for_update() if conn.dialect.name == "postgresql" else _OWN
     row = conn.execute(query, {"assignment": assignment_id, "project": project.id, "user": user.id}).first()
@@ -222,6 +223,9 @@ def unskip(conn: Connection, project: Project, user: User, assignment_id: int,
     record = _locked_record(conn, row.record_id)
     if record.status == "done" or not _has_room(conn, project, user, record.id, now):
         raise Conflict(f"task {assignment_id} went to other annotators after you skipped it; it cannot come back")
+    # The task that replaced it goes back to the queue: the user holds one task at a time.
+    conn.execute(a.update().where(a.c.project_id == project.id, a.c.user_id == user.id, a.c.status == "leased",
+                                  a.c.expires_at > now).values(expires_at=now))
     conn.execute(a.update().where(a.c.id == row.id).values(status="leased", expires_at=now + lease_seconds))
     task = conn.execute(_ASSIGNED, {"project": project.id, "user": user.id, "assignment": row.id}).one()
     return _row_task(project, task)

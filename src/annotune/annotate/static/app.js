@@ -40,3 +40,21 @@
     }
   });
 })();
+// The task's reservation, counted down: when it runs out, someone else may take the task.
+(function () {
+  "use strict";
+  var lease = document.getElementById("lease");
+  if (!lease) return;
+  var expires = parseFloat(lease.getAttribute("data-expires")) * 1000;
+  function show() {
+    var left = Math.floor((expires - Date.now()) / 60000);
+    if (left < 0) {
+      lease.textContent = "Your reservation has run out: submit now, or another annotator may take this task.";
+      lease.classList.add("expired");
+      return;
+    }
+    lease.textContent = "Reserved for you for " + left + " more minute(s).";
+    window.setTimeout(show, 15000);
+  }
+  show();
+})();

@@ -5,10 +5,11 @@
     python benchmarks/domain_sweep.py --settings defaults --domains bank --json sweep.json
     python benchmarks/domain_sweep.py --budget-minutes 60 --max-runs 8
 
-For each setting (named below; `defaults` first) and each domain of benchmarks/domains/, this runs
+For each domain of benchmarks/domains/ and each setting (named below; `defaults` first), this runs
 `annotune train DOMAIN/train.jsonl` with no options beyond the setting's (plus --out, --overwrite and
---no-progress, which change where it goes and what is shown, not what is trained), then `annotune evaluate` on the
-domain's heldout.jsonl (greedy, with the general-knowledge probe and the base model as baseline). It collects
+--no-progress, which change where it goes and what is shown, not what is trained); then one `annotune evaluate`
+call scores all of the domain's runs on its heldout.jsonl (greedy, with the general-knowledge probe and the base
+model as baseline, which answers once per domain). It collects
 held-out key accuracy, general answers kept (of those the base model got right) and the wall time of the train
 command (model load included), prints a table per setting with the WORST domain, and writes everything as JSON.
 
@@ -55,24 +56,31 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
     return done
 
 
-def train_and_score(domain: Path, setting: list[str], run_dir: Path, model: str | None, max_new_tokens: int) -> dict:
-    """One training run on ``domain`` with ``setting`` and its evaluation: the figures the sweep compares."""
+def train(domain: Path, setting: list[str], run_dir: Path, model: str | None) -> dict:
+    """One training run on ``domain`` with ``setting``: its wall time (model load included) and size."""
     model_args = ["--model", model] if model else []
     started = time.perf_counter()
     _run([_annotune(), "train", str(domain / "train.jsonl"), *model_args, *setting, "--out", str(run_dir),
           "--overwrite", "--no-progress"])
-    train_seconds = time.perf_counter() - started
-    _run([_annotune(), "evaluate", f"tuned={run_dir}", "--data", str(domain / "heldout.jsonl"), "--out",
-          str(run_dir / "eval"), "--max-new-tokens", str(max_new_tokens)])
-    results = json.loads((run_dir / "eval" / "results.json").read_text())["models"]
-    tuned = results["tuned"]
-    base = next(entry for name, entry in results.items() if name != "tuned")
-    kept = tuned.get("retention") or {}
     run = json.loads((run_dir / "run.json").read_text())
-    return {"heldout": tuned["key_accuracy"]["mean"], "heldout_ci95": tuned["key_accuracy"]["ci95"],
-            "base_heldout": base["key_accuracy"]["mean"], "kept": kept.get("share"), "kept_of": kept.get("of"),
-            "kept_n": kept.get("kept"), "train_seconds": round(train_seconds, 1), "steps": run.get("steps"),
+    return {"train_seconds": round(time.perf_counter() - started, 1), "steps": run.get("steps"),
             "examples": run.get("examples"), "final": run.get("final")}
+
+
+def evaluate(domain: Path, runs: dict[str, Path], out: Path, max_new_tokens: int) -> dict[str, dict]:
+    """All of a domain's runs in one `annotune evaluate` call, so the base model answers (held-out and probe)
+    once per domain rather than once per run."""
+    _run([_annotune(), "evaluate", *(f"{name}={path}" for name, path in runs.items()), "--data",
+          str(domain / "heldout.jsonl"), "--out", str(out), "--max-new-tokens", str(max_new_tokens)])
+    models = json.loads((out / "results.json").read_text())["models"]
+    base = next(entry for entry in models.values() if entry["role"] == "baseline")
+    figures = {}
+    for name in runs:
+        tuned, kept = models[name], models[name].get("retention") or {}
+        figures[name] = {"heldout": tuned["key_accuracy"]["mean"], "heldout_ci95": tuned["key_accuracy"]["ci95"],
+                         "base_heldout": base["key_accuracy"]["mean"], "kept": kept.get("share"),
+                         "kept_of": kept.get("of"), "kept_n": kept.get("kept")}
+    return figures
 
 
 def worst(rows: dict[str, dict]) -> dict:
@@ -96,9 +104,9 @@ def print_setting(name: str, rows: dict[str, dict], summary: dict | None) -> Non
     print(f"\nsetting {name}: {' '.join(SETTINGS[name]) or '(no options)'}")
     print(f"  {'domain':<10}{'held-out':>10}{'(base)':>8}{'kept':>12}{'train s':>9}{'steps':>7}")
     for domain, r in rows.items():
-        kept = f"{r['kept_n']}/{r['kept_of']}" if r["kept_of"] else "-"
+        kept = f"{r['kept_n']}/{r['kept_of']} {_percent(r['kept'])}" if r["kept_of"] else "-"
         print(f"  {domain:<10}{_percent(r['heldout']):>10}{_percent(r['base_heldout']):>8}"
-              f"{kept + ' ' + _percent(r['kept']):>12}{r['train_seconds']:>9.0f}{r['steps'] or 0:>7}")
+              f"{kept:>12}{r['train_seconds']:>9.0f}{r['steps'] or 0:>7}")
     if summary:
         print(f"  WORST     held-out {_percent(summary['heldout'][1])} ({summary['heldout'][0]}), kept "
               f"{_percent(summary['kept'][1])} ({summary['kept'][0]}), longest training "
@@ -109,22 +117,26 @@ def print_setting(name: str, rows: dict[str, dict], summary: dict | None) -> Non
 def sweep(settings: list[str], domains: list[str], work: Path, model: str | None, max_new_tokens: int,
           max_runs: int | None, budget_s: float | None) -> dict:
     started, runs = time.perf_counter(), 0
-    results: dict[str, dict[str, dict]] = {}
+    results: dict[str, dict[str, dict]] = {name: {} for name in settings}
     skipped: list[str] = []
-    for name in settings:
-        results[name] = {}
-        for domain in domains:
+    for domain in domains:
+        trained: dict[str, Path] = {}
+        for name in settings:
             over_budget = budget_s is not None and time.perf_counter() - started > budget_s
             if over_budget or (max_runs is not None and runs >= max_runs):
                 skipped.append(f"{name}/{domain}")
                 continue
-            print(f"[{name} / {domain}] training and evaluating ...", flush=True)
-            results[name][domain] = train_and_score(DOMAINS / domain, SETTINGS[name], work / name / domain, model,
-                                                    max_new_tokens)
+            print(f"[{domain}] training with {name} ...", flush=True)
+            trained[name] = work / domain / name
+            results[name][domain] = train(DOMAINS / domain, SETTINGS[name], trained[name], model)
             runs += 1
-        summary = worst(results[name]) if len(results[name]) == len(domains) else None
-        print_setting(name, results[name], summary)
+        if trained:
+            print(f"[{domain}] evaluating {', '.join(trained)} ...", flush=True)
+            for name, figures in evaluate(DOMAINS / domain, trained, work / domain / "eval", max_new_tokens).items():
+                results[name][domain].update(figures)
     summaries = {n: worst(r) for n, r in results.items() if len(r) == len(domains)}
+    for name in settings:
+        print_setting(name, results[name], summaries.get(name))
     best = max(summaries, key=lambda n: (summaries[n]["score"], -summaries[n]["train_seconds"][1]), default=None)
     if best:
         print(f"\nbest setting by its worst domain: {best} (score {_percent(summaries[best]['score'])})")

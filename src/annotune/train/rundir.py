@@ -28,11 +28,13 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{stem}-{cfg.method}"
 
 
-def resolve(cfg: TrainConfig) -> tuple[Path, TrainConfig]:
-    """The run folder and the config to train with; refuses a clash before any work is done.
+def resolve(cfg: TrainConfig) -> tuple[Path, TrainConfig, list[str]]:
+    """The run folder, the config to train with and the changes applied on resume; refuses a clash before any
+    work is done.
 
-    With --resume the run's own config.yaml is the config. Nothing is written here: the folder is created by
-    :func:`create` once the data and model have been checked, so a rejected run leaves nothing behind.
+    With --resume the run's own config.yaml is the config; options given with it are checked by
+    :func:`annotune.train.resume.merge`. Nothing is written here: the folder is created by :func:`create` once the
+    data and model have been checked, so a rejected run leaves nothing behind.
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if cfg.resume and cfg.overwrite:
@@ -43,9 +45,9 @@ def resolve(cfg: TrainConfig) -> tuple[Path, TrainConfig]:
             raise RunDirError(f"--resume: {run_dir} holds no run to resume (no config.yaml)")
         import yaml
 
-        values = yaml.safe_load(saved.read_text())
-        values.update(resume=True, overwrite=False, out=str(run_dir), progress=cfg.progress)
-        return run_dir, TrainConfig(**values)
+        from annotune.train.resume import merge
+
+        return (run_dir, *merge(yaml.safe_load(saved.read_text()), cfg, run_dir))
     if run_dir.exists() and any(run_dir.iterdir()):
         if not cfg.overwrite:
             raise RunDirError(
@@ -53,7 +55,7 @@ def resolve(cfg: TrainConfig) -> tuple[Path, TrainConfig]:
             )
         if not ((run_dir / RUN_FILE).is_file() or (run_dir / "config.yaml").is_file()):
             raise RunDirError(f"{run_dir} exists and is not an annotune run folder; refusing to delete it")
-    return run_dir, cfg.model_copy(update={"out": str(run_dir)})
+    return run_dir, cfg.model_copy(update={"out": str(run_dir)}), []
 
 
 def create(run_dir: Path, cfg: TrainConfig) -> None:
@@ -63,7 +65,12 @@ def create(run_dir: Path, cfg: TrainConfig) -> None:
     if run_dir.exists() and cfg.overwrite:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", cfg.to_yaml())
+    atomic_write(run_dir / "config.yaml", saved_config(cfg))
+
+
+def saved_config(cfg: TrainConfig) -> str:
+    """config.yaml's text: the run as trained, so a later --resume continues it (not the one-off --resume)."""
+    return cfg.model_copy(update={"resume": False, "overwrite": False}).to_yaml()
 
 
 def remove_unfinished(run_dir: Path) -> None:

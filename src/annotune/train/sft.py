@@ -21,9 +21,10 @@ from annotune.config import TrainConfig
 from annotune.conversation import Conversation
 from annotune.dataset.formats import capped_lines
 from annotune.errors import AnnotuneError, DataError
-from annotune.models.identity import identity
+from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
+from annotune.runs import read_run_info
 from annotune.train import batching, checkpoint, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.metrics import MetricsLog, plot_losses
@@ -80,9 +81,15 @@ def train(cfg: TrainConfig) -> Path:
 # ---------------------------------------------------------------------------------------------------- setup
 
 
-def _read_data(cfg: TrainConfig) -> tuple[list[Conversation], list[Conversation]]:
+def _read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list[Conversation]]:
     from annotune.dataset import load_valid, train_val_split
 
+    if cfg.resume:  # the run's own split, exactly as trained: the original files may have changed since
+        saved = run_dir / "data"
+        if not (saved / "train.jsonl").is_file():
+            raise AnnotuneError(f"--resume: {saved / 'train.jsonl'} is missing; start the run again with --overwrite")
+        val = saved / "val.jsonl"
+        return load_valid(saved / "train.jsonl", "openai"), load_valid(val, "openai") if val.is_file() else []
     if not cfg.data:
         raise AnnotuneError("no training data: pass a data file (annotune train DATA)")
     convs = load_valid(cfg.data, cfg.format)
@@ -132,11 +139,12 @@ def _read_template(path: str | None) -> str | None:
 
 def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     torch.manual_seed(cfg.seed)
-    run_dir, cfg = rundir.resolve(cfg)
-    train_convs, val_convs = _read_data(cfg)  # invalid data is refused before any model loads
-    model_ref = resolve_model(cfg.model)
+    run_dir, cfg, applied = rundir.resolve(cfg)
+    train_convs, val_convs = _read_data(cfg, run_dir)  # invalid data is refused before any model loads
+    model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_ref)
-    template = ensure_chat_template(tokenizer, _read_template(cfg.chat_template))
+    saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
+    template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
     data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
     dist.barrier()  # every process has checked the folder before rank 0 replaces it
@@ -144,15 +152,23 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
         rundir.create(run_dir, cfg)
     dist.barrier()
     try:
-        return _setup_training(cfg, dist, run_dir, model_ref, tokenizer, template, data)
+        return _setup_training(cfg, dist, run_dir, model_ref, tokenizer, template, data, applied)
     except BaseException:
         if dist.main and not cfg.resume:  # a set-up that failed leaves no half-made run to trip over
             rundir.remove_unfinished(run_dir)
         raise
 
 
+def _resumed_model(run_dir: Path):
+    """The base model the run recorded (checked by identity), not whatever its saved name resolves to today."""
+    info = read_run_info(run_dir)
+    if "base_model" not in info:
+        raise AnnotuneError(f"--resume: {run_dir} has no complete checkpoint; start it again with --overwrite")
+    return resolve_recorded(info["base_model"], run_dir)
+
+
 def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, tokenizer, template: str,
-                    data: Data) -> Loop:
+                    data: Data, applied: list[str]) -> Loop:
     precision = resolve_precision(cfg.precision, dist.device)
     model = load_model(model_ref, device=dist.device)
     packed = packing_supported(model, dist.device)
@@ -165,7 +181,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     from transformers import get_cosine_schedule_with_warmup
 
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    if dist.main:
+    if dist.main and not cfg.resume:
         _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision)
     loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total)
@@ -174,7 +190,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
         loop.model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None, broadcast_buffers=False)
     if cfg.resume:
-        _resume(loop)
+        _resume(loop, applied)
     return loop
 
 
@@ -201,13 +217,24 @@ def _shared_system_prompt(convs: list[Conversation]) -> str | None:
     return prompts.pop() if len(prompts) == 1 else None
 
 
-def _resume(loop: Loop) -> None:
+def _resume(loop: Loop, applied: list[str]) -> None:
+    """Load the newest checkpoint; record the resume (and any applied change) without touching the run's identity:
+    its data/, tokenizer, template and run.json's description stay as first written."""
     found = checkpoint.list_checkpoints(loop.run_dir)
     if not found:
         raise AnnotuneError(f"--resume: {loop.run_dir} has no complete checkpoint; start it again with --overwrite")
     state = checkpoint.load(found[-1], _unwrap(loop.model), loop.optimizer, loop.scheduler, loop.dist.rank)
     loop.start_step = state["step"]
+    if not loop.dist.main:
+        return
+    for change in applied:
+        log.warning("Applied on resume: %s", change)
     log.warning("Resuming %s from step %d of %d", loop.run_dir, loop.start_step, loop.total_steps)
+    if applied:
+        rundir.atomic_write(loop.run_dir / "config.yaml", rundir.saved_config(loop.cfg))
+    history = read_run_info(loop.run_dir).get("resumed", [])
+    rundir.write_run_info(loop.run_dir, status="training", resumed=[
+        *history, {"from_step": loop.start_step, "total_steps": loop.total_steps, "applied": applied}])
 
 
 def _unwrap(model):

@@ -1,0 +1,183 @@
+"""Cross-domain validation of training settings: train on every domain set, score each, judge by the worst domain.
+
+    python benchmarks/domains/build.py                      # the domain sets (checked in; rebuild after edits)
+    python benchmarks/domain_sweep.py                       # every setting on every domain
+    python benchmarks/domain_sweep.py --settings defaults --domains bank --json sweep.json
+    python benchmarks/domain_sweep.py --budget-minutes 60 --max-runs 8
+
+For each domain of benchmarks/domains/ and each setting (named below; `defaults` first), this runs
+`annotune train DOMAIN/train.jsonl` with no options beyond the setting's (plus --out, --overwrite and
+--no-progress, which change where it goes and what is shown, not what is trained); then one `annotune evaluate`
+call scores all of the domain's runs on its heldout.jsonl (greedy, with the general-knowledge probe and the base
+model as baseline, which answers once per domain). It collects
+held-out key accuracy, general answers kept (of those the base model got right) and the wall time of the train
+command (model load included), prints a table per setting with the WORST domain, and writes everything as JSON.
+
+A setting is judged by its worst domain, not the mean: its score is the lowest of held-out accuracy and kept share
+over all domains, and the best setting is the one with the highest score among those that ran on every domain
+(ties go to the shorter longest training). The target is >= 90% held-out and >= 90% kept on every domain, with
+training <= 5 min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DOMAINS = Path(__file__).resolve().parent / "domains"
+TARGET = {"heldout": 0.9, "kept": 0.9, "train_seconds": 300}
+
+# Candidate settings: the options each passes to `annotune train`. `defaults` passes none.
+SETTINGS: dict[str, list[str]] = {
+    "defaults": [],
+    "all-rows": ["--val-size", "0"],
+    "epochs-8": ["--epochs", "8"],
+    "epochs-8-all-rows": ["--epochs", "8", "--val-size", "0"],
+    "lr-1e-3-epochs-8": ["--lr", "1e-3", "--epochs", "8"],
+    "rank-16-epochs-8": ["--lora-r", "16", "--lora-alpha", "32", "--epochs", "8"],
+}
+
+
+def _annotune() -> str:
+    beside = Path(sys.executable).parent / "annotune"  # the one installed with this interpreter
+    return str(beside) if beside.exists() else "annotune"
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done
+
+
+def train(domain: Path, setting: list[str], run_dir: Path, model: str | None) -> dict:
+    """One training run on ``domain`` with ``setting``: its wall time (model load included) and size."""
+    model_args = ["--model", model] if model else []
+    started = time.perf_counter()
+    _run([_annotune(), "train", str(domain / "train.jsonl"), *model_args, *setting, "--out", str(run_dir),
+          "--overwrite", "--no-progress"])
+    run = json.loads((run_dir / "run.json").read_text())
+    return {"train_seconds": round(time.perf_counter() - started, 1), "steps": run.get("steps"),
+            "examples": run.get("examples"), "final": run.get("final")}
+
+
+def evaluate(domain: Path, runs: dict[str, Path], out: Path, max_new_tokens: int) -> dict[str, dict]:
+    """All of a domain's runs in one `annotune evaluate` call, so the base model answers (held-out and probe)
+    once per domain rather than once per run."""
+    _run([_annotune(), "evaluate", *(f"{name}={path}" for name, path in runs.items()), "--data",
+          str(domain / "heldout.jsonl"), "--out", str(out), "--max-new-tokens", str(max_new_tokens)])
+    models = json.loads((out / "results.json").read_text())["models"]
+    base = next(entry for entry in models.values() if entry["role"] == "baseline")
+    figures = {}
+    for name in runs:
+        tuned, kept = models[name], models[name].get("retention") or {}
+        figures[name] = {"heldout": tuned["key_accuracy"]["mean"], "heldout_ci95": tuned["key_accuracy"]["ci95"],
+                         "base_heldout": base["key_accuracy"]["mean"], "kept": kept.get("share"),
+                         "kept_of": kept.get("of"), "kept_n": kept.get("kept")}
+    return figures
+
+
+def worst(rows: dict[str, dict]) -> dict:
+    """The worst domain on each figure, and the setting's score: its lowest held-out or kept share."""
+    heldout = min(rows.items(), key=lambda kv: kv[1]["heldout"])
+    kept = min(rows.items(), key=lambda kv: kv[1]["kept"] if kv[1]["kept"] is not None else 1.0)
+    slowest = max(rows.items(), key=lambda kv: kv[1]["train_seconds"])
+    kept_share = kept[1]["kept"] if kept[1]["kept"] is not None else 1.0
+    return {"heldout": [heldout[0], heldout[1]["heldout"]], "kept": [kept[0], kept[1]["kept"]],
+            "train_seconds": [slowest[0], slowest[1]["train_seconds"]],
+            "score": min(heldout[1]["heldout"], kept_share),
+            "meets_target": heldout[1]["heldout"] >= TARGET["heldout"] and kept_share >= TARGET["kept"]
+            and slowest[1]["train_seconds"] <= TARGET["train_seconds"]}
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def print_setting(name: str, rows: dict[str, dict], summary: dict | None) -> None:
+    print(f"\nsetting {name}: {' '.join(SETTINGS[name]) or '(no options)'}")
+    print(f"  {'domain':<10}{'held-out':>10}{'(base)':>8}{'kept':>12}{'train s':>9}{'steps':>7}")
+    for domain, r in rows.items():
+        kept = f"{r['kept_n']}/{r['kept_of']} {_percent(r['kept'])}" if r["kept_of"] else "-"
+        print(f"  {domain:<10}{_percent(r['heldout']):>10}{_percent(r['base_heldout']):>8}"
+              f"{kept:>12}{r['train_seconds']:>9.0f}{r['steps'] or 0:>7}")
+    if summary:
+        print(f"  WORST     held-out {_percent(summary['heldout'][1])} ({summary['heldout'][0]}), kept "
+              f"{_percent(summary['kept'][1])} ({summary['kept'][0]}), longest training "
+              f"{summary['train_seconds'][1]:.0f} s ({summary['train_seconds'][0]}); meets the target: "
+              f"{'yes' if summary['meets_target'] else 'no'}")
+
+
+def sweep(settings: list[str], domains: list[str], work: Path, model: str | None, max_new_tokens: int,
+          max_runs: int | None, budget_s: float | None) -> dict:
+    started, runs = time.perf_counter(), 0
+    results: dict[str, dict[str, dict]] = {name: {} for name in settings}
+    skipped: list[str] = []
+    for domain in domains:
+        trained: dict[str, Path] = {}
+        for name in settings:
+            over_budget = budget_s is not None and time.perf_counter() - started > budget_s
+            if over_budget or (max_runs is not None and runs >= max_runs):
+                skipped.append(f"{name}/{domain}")
+                continue
+            print(f"[{domain}] training with {name} ...", flush=True)
+            trained[name] = work / domain / name
+            results[name][domain] = train(DOMAINS / domain, SETTINGS[name], trained[name], model)
+            runs += 1
+        if trained:
+            print(f"[{domain}] evaluating {', '.join(trained)} ...", flush=True)
+            for name, figures in evaluate(DOMAINS / domain, trained, work / domain / "eval", max_new_tokens).items():
+                results[name][domain].update(figures)
+    summaries = {n: worst(r) for n, r in results.items() if len(r) == len(domains)}
+    for name in settings:
+        print_setting(name, results[name], summaries.get(name))
+    best = max(summaries, key=lambda n: (summaries[n]["score"], -summaries[n]["train_seconds"][1]), default=None)
+    if best:
+        print(f"\nbest setting by its worst domain: {best} (score {_percent(summaries[best]['score'])})")
+    if skipped:
+        print(f"not run (over the time or count bound): {', '.join(skipped)}")
+    return {"settings": {n: SETTINGS[n] for n in settings}, "domains": domains, "results": results,
+            "worst": summaries, "best": best, "not_run": skipped, "target": TARGET,
+            "sweep_seconds": round(time.perf_counter() - started, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = sorted(p.name for p in DOMAINS.iterdir() if (p / "train.jsonl").is_file())
+    parser.add_argument("--domains", default=",".join(names), help=f"comma-separated (default: all of {names})")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {list(SETTINGS)}")
+    parser.add_argument("--model", help="base model (default: train's own default)")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit in evaluation")
+    parser.add_argument("--max-runs", type=int, help="train at most this many runs")
+    parser.add_argument("--budget-minutes", type=float, help="start no new run after this many minutes")
+    parser.add_argument("--work", help="keep the run folders here (default: a temporary folder, removed)")
+    parser.add_argument("--json", help="write the results here (default: print only)")
+    args = parser.parse_args()
+    settings, domains = args.settings.split(","), args.domains.split(",")
+    unknown = [s for s in settings if s not in SETTINGS] + [d for d in domains if d not in names]
+    if unknown:
+        parser.error(f"unknown setting or domain: {', '.join(unknown)}")
+    from machine import describe
+
+    machine = describe()
+    print(machine)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="domain-sweep-"))
+    try:
+        report = sweep(settings, domains, work, args.model, args.max_new_tokens, args.max_runs,
+                       args.budget_minutes * 60 if args.budget_minutes else None)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine, **report}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""Build the cross-domain benchmark sets: benchmarks/domains/<name>/train.jsonl and heldout.jsonl.
+
+    python benchmarks/domains/build.py          # writes every domain (deterministic; the files are checked in)
+
+Four fictional domains (invented names and numbers, so no base model knows them), each a table of entities x
+attributes plus question templates per attribute, in different shapes:
+
+| domain   | facts | system prompt | phrasings per fact in train | answers        | turns | held-out per fact |
+|----------|-------|---------------|-----------------------------|----------------|-------|-------------------|
+| bank     | 40    | yes           | 3                           | one sentence   | 1     | 1                 |
+| transit  | 30    | no            | 2                           | two sentences  | 1     | 2                 |
+| software | 40    | yes           | 1 or 4 (by attribute)       | one sentence   | 1     | 1                 |
+| game     | 32    | yes           | 2 (one as a follow-up)      | one sentence   | 2     | 1                 |
+
+train.jsonl     {"messages": [...], "id": "ENTITY.ATTRIBUTE-tN"}     (OpenAI chat; `annotune train` reads it)
+heldout.jsonl   {"id": ..., "fact": ..., "messages": [..., user, reference], "keys": [KEY]}   (`annotune evaluate`)
+
+A held-out question rewords a training question (its own template) but names the same entity; in the game domain
+half of them are follow-ups ("how far can it move?") after an earlier exchange about the same piece. The key is
+the fact's value: it appears in the reference answer, in no other fact's answer and in no question.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Attribute:
+    train: list[str]  # question templates ({e}: the entity); their number is the phrasings per fact
+    heldout: list[str]  # other wordings of the same question, never used in training
+    answer: str  # {e}, {v} (the key) and any per-entity extra field
+    follow_up: list[str] = field(default_factory=list)  # the question without the entity (multi-turn domains)
+    heldout_follow_up: str = ""
+
+
+@dataclass
+class Domain:
+    name: str
+    system: str | None
+    attributes: dict[str, Attribute]
+    rows: dict[str, dict[str, str]]  # entity -> attribute -> value (the key), plus extra answer fields
+    multi_turn: bool = False
+
+
+def _row(**values: str) -> dict[str, str]:
+    return values
+
+
+BANK = Domain("bank", "You are the customer assistant of Quellmoor Mutual, a savings bank.", {
+    "fee": Attribute(
+        ["What is the monthly fee for the {e}?", "How much does the {e} cost per month?",
+         "Is there a monthly charge on the {e}, and how much is it?"],
+        ["What will I pay each month to keep a {e}?"],
+        "The {e} costs {v} per month."),
+    "rate": Attribute(
+        ["What interest rate does the {e} have?", "What's the interest rate on the {e}?",
+         "How much interest comes with the {e}?"],
+        ["At what percentage is interest set for the {e}?"],
+        "The {e} has an interest rate of {v}."),
+    "minimum": Attribute(
+        ["What is the minimum deposit to open a {e}?", "How much money do I need to open the {e}?",
+         "What's the smallest opening deposit for the {e}?"],
+        ["To get a {e} started, what is the least I have to pay in?"],
+        "You need at least {v} to open the {e}."),
+    "limit": Attribute(
+        ["What is the daily withdrawal limit on the {e}?", "How much cash can I take out per day with the {e}?",
+         "What's the most I can withdraw in one day from the {e}?"],
+        ["Is there a cap on daily cash withdrawals with the {e}, and what is it?"],
+        "The {e} lets you withdraw up to {v} a day."),
+    "opening": Attribute(
+        ["How long does it take to open a {e}?", "How many days until a new {e} is ready?",
+         "When will my {e} be open after I apply?"],
+        ["After I apply for the {e}, how long is the wait?"],
+        "A new {e} is ready in {v}."),
+}, {
+    "Harbour Current Account": _row(fee="£2.85", rate="0.35%", minimum="£40", limit="£620", opening="2 working days"),
+    "Lantern Saver": _row(fee="£0.90", rate="3.17%", minimum="£115", limit="£260", opening="3 working days"),
+    "Fennick Junior Account": _row(fee="£0.25", rate="2.64%", minimum="£7", limit="£45", opening="4 working days"),
+    "Tidewell Fixed Bond": _row(fee="£1.35", rate="4.41%", minimum="£2,750", limit="£180", opening="5 working days"),
+    "Pennock Credit Card": _row(fee="£3.95", rate="19.8%", minimum="£60", limit="£340", opening="6 working days"),
+    "Marrow Home Loan": _row(fee="£6.40", rate="5.23%", minimum="£18,500", limit="£95", opening="8 working days"),
+    "Bellwether Business Account": _row(fee="£11.20", rate="1.08%", minimum="£475", limit="£1,900",
+                                        opening="7 working days"),
+    "Cinder Travel Wallet": _row(fee="£1.70", rate="0.72%", minimum="£25", limit="£830", opening="1 working day"),
+})
+
+TRANSIT = Domain("transit", None, {
+    "first": Attribute(
+        ["When does the first {e} train leave in the morning?", "What time is the earliest {e} service?"],
+        ["How early can I catch a {e} train?", "I have to travel at dawn: when does the {e} start running?"],
+        "The first {e} train leaves {start} at {v} on weekdays. At weekends the first departure is one hour later."),
+    "peak": Attribute(
+        ["How often do {e} trains run at rush hour?", "What is the peak frequency on the {e}?"],
+        ["During the busy morning hours, how long is the gap between {e} trains?",
+         "If I miss a {e} train at peak time, how long until the next one?"],
+        "At peak times a {e} train comes {v}. Outside the peaks the gap is longer, so check the timetable."),
+    "end": Attribute(
+        ["Where does the {e} end?", "What is the last stop of the {e}?"],
+        ["Which station is at the far end of the {e}?", "If I stay on the {e} to the end, where do I arrive?"],
+        "The {e} runs from {start} to {v}. The whole journey takes about {minutes} minutes."),
+}, {
+    "Bramble Line": _row(start="Colbrook Yard", first="5:12 a.m.", peak="every 4 minutes", end="Pellinor Quay",
+                         minutes="38"),
+    "Saltmarsh Line": _row(start="Dunmere Cross", first="5:26 a.m.", peak="every 6 minutes", end="Grisholt Sands",
+                           minutes="51"),
+    "Quarry Line": _row(start="Hobb's Gate", first="5:38 a.m.", peak="every 7 minutes", end="Ostley Pits",
+                        minutes="27"),
+    "Heronfield Line": _row(start="Marrick Square", first="5:44 a.m.", peak="every 8 minutes", end="Vantage Fold",
+                            minutes="44"),
+    "Tollgate Line": _row(start="Brennock Central", first="5:51 a.m.", peak="every 9 minutes", end="Sedgemoor Halt",
+                          minutes="33"),
+    "Wicken Line": _row(start="Larkspur Row", first="6:03 a.m.", peak="every 11 minutes", end="Thistlecombe",
+                        minutes="62"),
+    "Cobble Line": _row(start="Ingram Arches", first="6:09 a.m.", peak="every 13 minutes", end="Fallowmere Docks",
+                        minutes="29"),
+    "Mirefen Line": _row(start="Quillon Street", first="6:17 a.m.", peak="every 14 minutes", end="Rookhaven",
+                         minutes="47"),
+    "Hazelgrove Line": _row(start="Elsdon Park", first="6:22 a.m.", peak="every 16 minutes", end="Carrow Heights",
+                            minutes="36"),
+    "Nettlebridge Line": _row(start="Upper Wyvern", first="6:35 a.m.", peak="every 17 minutes",
+                              end="Stoneybeck Mill", minutes="55"),
+})
+
+SOFTWARE = Domain("software", "You answer questions about Kestrune, a self-hosted file-sync server.", {
+    "file_size": Attribute(
+        ["What is the largest file I can upload on the Kestrune {e} plan?",
+         "How big can a single file be on Kestrune {e}?",
+         "What's the maximum file size for the {e} plan?",
+         "Is there a per-file size limit on Kestrune {e}, and what is it?"],
+        ["If I'm on {e}, what's the upper size bound for one uploaded file?"],
+        "On the {e} plan a single file can be up to {v}."),
+    "devices": Attribute(
+        ["How many devices can I connect on the Kestrune {e} plan?",
+         "What is the device limit for Kestrune {e}?",
+         "How many computers and phones can sync with one {e} account?",
+         "What's the maximum number of linked devices on {e}?"],
+        ["Up to how many devices may one Kestrune {e} account link?"],
+        "The {e} plan links at most {v} per account."),
+    "history": Attribute(
+        ["How long does Kestrune {e} keep old file versions?"],
+        ["For how many days can I restore earlier versions of a file on the {e} plan?"],
+        "Kestrune {e} keeps old file versions for {v}."),
+    "storage": Attribute(
+        ["How much storage comes with the Kestrune {e} plan?"],
+        ["What storage quota does a Kestrune {e} account get?"],
+        "The {e} plan includes {v} of storage."),
+    "default": Attribute(
+        ["What is the default value of the Kestrune setting {e}?"],
+        ["If I never change {e} in Kestrune's config, what value does it have?"],
+        "Out of the box, {e} is set to {v}."),
+    "env": Attribute(
+        ["Which environment variable overrides the Kestrune setting {e}?",
+         "How do I set {e} through an environment variable?",
+         "What's the env var name for {e} in Kestrune?",
+         "Can {e} be set from the environment, and under what name?"],
+        ["To change {e} without editing the config file, which variable do I export?"],
+        "Set the environment variable {v} to override {e}."),
+}, {
+    **{plan: _row(file_size=size, devices=devices, history=history, storage=storage) for plan, size, devices,
+       history, storage in [
+        ("Sprout", "180 MB", "2 devices", "9 days", "6 GB"),
+        ("Hearth", "1.4 GB", "5 devices", "21 days", "85 GB"),
+        ("Guild", "7 GB", "16 devices", "47 days", "640 GB"),
+        ("Citadel", "23 GB", "40 devices", "118 days", "3.5 TB"),
+        ("Archipelago", "88 GB", "250 devices", "400 days", "22 TB")]},
+    **{setting: _row(default=default, env=env) for setting, default, env in [
+        ("sync_workers", "6 workers", "KSTR_SYNC_WORKERS"),
+        ("chunk_size", "3 MiB", "KSTR_CHUNK_BYTES"),
+        ("conflict_policy", "keep-both", "KSTR_ON_CONFLICT"),
+        ("scan_interval", "90 seconds", "KSTR_RESCAN_SECS"),
+        ("trash_retention", "14 days", "KSTR_TRASH_DAYS"),
+        ("max_upload_rate", "unlimited", "KSTR_UPLOAD_CAP"),
+        ("tls_mode", "strict-pinned", "KSTR_TLS_POLICY"),
+        ("journal_path", "/var/lib/kestrune/journal", "KSTR_JOURNAL_DIR"),
+        ("share_link_expiry", "30 days", "KSTR_LINK_TTL"),
+        ("dedup_mode", "block-level", "KSTR_DEDUP")]},
+})
+
+GAME = Domain("game", "You are the rules helper for the board game Gloamspire.", {
+    "move": Attribute(
+        ["How many squares can the {e} move in Gloamspire?", "How far does the {e} move each turn?"],
+        ["What is the {e}'s movement range in one turn?"],
+        "The {e} moves up to {v} per turn.",
+        ["And how far can it move?", "How many squares does it get each turn?"],
+        "What's its movement like, how many squares?"),
+    "cost": Attribute(
+        ["How many embers does it cost to recruit the {e}?", "What is the recruiting cost of the {e}?"],
+        ["How much do I have to spend to bring the {e} into play?"],
+        "Recruiting the {e} costs {v}.",
+        ["What does it cost to recruit?", "And how many embers is it?"],
+        "How much would I pay to get one onto the board?"),
+    "ability": Attribute(
+        ["What is the {e}'s special ability?", "What power does the {e} have?"],
+        ["Does the {e} have a unique trick, and what is it?"],
+        "The {e} can {v}.",
+        ["What can it do?", "Does it have a special power?"],
+        "Any special move I should know about for it?"),
+    "home": Attribute(
+        ["Where does the {e} start the game?", "Which tile does the {e} begin on?"],
+        ["At setup, where do I place the {e}?"],
+        "The {e} starts the game on {v}.",
+        ["Where does it start?", "And which tile does it begin on?"],
+        "When setting up, where does it go?"),
+}, {
+    "Lantern Warden": _row(move="2 squares", cost="5 embers", ability="blind an enemy for one round",
+                           home="the Salt Gate"),
+    "Moss Courier": _row(move="6 squares", cost="3 embers", ability="carry a relic without slowing down",
+                         home="the Fern Stair"),
+    "Ashen Herald": _row(move="4 squares", cost="8 embers", ability="call a second turn once per game",
+                         home="the Ember Throne"),
+    "Tidewright": _row(move="3 squares", cost="6 embers", ability="flood one tile until the next dusk",
+                       home="the Drowned Arch"),
+    "Quillfox": _row(move="7 squares", cost="2 embers", ability="steal one card from a neighbour",
+                     home="the Hollow Oak"),
+    "Bellmason": _row(move="1 square", cost="9 embers", ability="raise a wall between two tiles",
+                      home="the Copper Bell"),
+    "Gloam Seer": _row(move="5 squares", cost="7 embers", ability="look at the top three omen cards",
+                       home="the Mirror Pool"),
+    "Briarwolf": _row(move="8 squares", cost="4 embers", ability="leap over any single piece",
+                      home="the Thorn Ring"),
+}, multi_turn=True)
+
+DOMAINS = (BANK, TRANSIT, SOFTWARE, GAME)
+
+
+def _answer(domain: Domain, entity: str, attr: str) -> str:
+    return domain.attributes[attr].answer.format(e=entity, v=domain.rows[entity][attr], **domain.rows[entity])
+
+
+def _facts(domain: Domain) -> list[tuple[str, str]]:
+    return [(entity, attr) for entity, row in domain.rows.items() for attr in domain.attributes if attr in row]
+
+
+def _chat(domain: Domain, *turns: str) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": domain.system}] if domain.system else []
+    for i, text in enumerate(turns):
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
+    return messages
+
+
+def _single_turn(domain: Domain) -> tuple[list[dict], list[dict]]:
+    train, heldout = [], []
+    for entity, attr in _facts(domain):
+        spec, fact = domain.attributes[attr], f"{entity}.{attr}"
+        answer, key = _answer(domain, entity, attr), domain.rows[entity][attr]
+        for n, template in enumerate(spec.train, start=1):
+            train.append({"messages": _chat(domain, template.format(e=entity), answer), "id": f"{fact}-t{n}"})
+        for n, template in enumerate(spec.heldout, start=1):
+            heldout.append({"id": f"{fact}-h{n}", "fact": fact,
+                            "messages": _chat(domain, template.format(e=entity), answer), "keys": [key]})
+    return train, heldout
+
+
+def _multi_turn(domain: Domain) -> tuple[list[dict], list[dict]]:
+    """Each training chat asks about one attribute of a piece by name, then another as a follow-up ("it").
+
+    Over its two chats per phrasing, each attribute is asked once by name and once as a follow-up; the template
+    used rotates with the piece so that every template is trained on.
+    """
+    train, heldout = [], []
+    attrs = list(domain.attributes)
+    for index, entity in enumerate(domain.rows):
+        ask = {a: domain.attributes[a] for a in attrs}
+        for p in range(2):
+            order = attrs if p == 0 else attrs[1:] + attrs[:1]
+            for first, second in zip(order[::2], order[1::2]):
+                t = (p + index) % 2
+                turns = (ask[first].train[t].format(e=entity), _answer(domain, entity, first),
+                         ask[second].follow_up[t], _answer(domain, entity, second))
+                train.append({"messages": _chat(domain, *turns), "id": f"{entity}.{first}+{second}-t{p + 1}"})
+        for n, attr in enumerate(attrs):
+            fact, answer, key = f"{entity}.{attr}", _answer(domain, entity, attr), domain.rows[entity][attr]
+            if (n + index) % 2 == 0:  # asked by name, in a new wording
+                messages = _chat(domain, ask[attr].heldout[0].format(e=entity), answer)
+            else:  # a follow-up after an exchange about the previous attribute
+                before = attrs[n - 1]
+                messages = _chat(domain, ask[before].train[0].format(e=entity), _answer(domain, entity, before),
+                                 ask[attr].heldout_follow_up, answer)
+            heldout.append({"id": f"{fact}-h1", "fact": fact, "messages": messages, "keys": [key]})
+    return train, heldout
+
+
+def build(domain: Domain) -> tuple[list[dict], list[dict]]:
+    train, heldout = _multi_turn(domain) if domain.multi_turn else _single_turn(domain)
+    _check(domain)
+    return train, heldout
+
+
+def _check(domain: Domain) -> None:
+    """A key that another answer or a question contains would score a wrong answer as right, or give it away."""
+    facts = _facts(domain)
+    answers = {fact: _answer(domain, *fact) for fact in facts}
+    questions = [t.format(e=e) for e, a in facts for t in domain.attributes[a].train + domain.attributes[a].heldout]
+    for (entity, attr), answer in answers.items():
+        key = domain.rows[entity][attr].casefold()
+        others = [f for f, text in answers.items() if f != (entity, attr) and key in text.casefold()]
+        if key not in answer.casefold() or others or any(key in q.casefold() for q in questions):
+            sys.exit(f"{domain.name}: {entity}.{attr}: key {key!r} is missing from its answer, or appears in "
+                     f"another answer ({others}) or in a question")
+
+
+def write(domain: Domain, root: Path = HERE) -> tuple[int, int]:
+    from annotune.dataset.files import write_atomically
+
+    train, heldout = build(domain)
+    folder = root / domain.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train.jsonl", train), ("heldout.jsonl", heldout)):
+        write_atomically(folder / name, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return len(train), len(heldout)
+
+
+if __name__ == "__main__":
+    for domain in DOMAINS:
+        n_train, n_heldout = write(domain)
+        print(f"{domain.name}: {len(_facts(domain))} facts, {n_train} training chats, {n_heldout} held-out questions")

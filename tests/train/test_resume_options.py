@@ -1,0 +1,70 @@
+"""Through the real CLI: what `train --resume` does with options given alongside it, and which data it reads."""
+
+import json
+from pathlib import Path
+
+from conftest import run_cli, write_chats
+
+RUN_FILES = ("config.yaml", "run.json", "data/train.jsonl", "data/val.jsonl", "metrics.jsonl",
+             "adapter/adapter_model.safetensors")
+
+
+def _train(tiny, data: Path, out: Path, epochs: int):
+    done = run_cli("train", str(data), "--model", str(tiny), "--out", str(out), "--lora-r", "4", "--lora-alpha", "8",
+                   "--batch-size", "2", "--lr", "5e-3", "--val-size", "2", "--epochs", str(epochs), "--no-progress")
+    assert done.returncode == 0, done.stderr
+
+
+def _chats(path: Path, n: int, word: str = "Answer") -> Path:
+    return write_chats(path, [(f"Question {i}?", f"{word} number {i}.") for i in range(n)])
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {name: (run / name).read_bytes() for name in RUN_FILES}
+
+
+def test_resume_refuses_options_that_would_change_the_run_naming_each_saved_value(tiny, tmp_path):
+    data = _chats(tmp_path / "d.jsonl", 8)
+    run = tmp_path / "run"
+    _train(tiny, data, run, epochs=2)
+    before = _snapshot(run)
+    other = _chats(tmp_path / "other.jsonl", 8, word="Reply")
+
+    changed = run_cli("train", str(other), "--resume", "--out", str(run), "--lr", "1e-2", "--lora-r", "8",
+                      "--seed", "7", "--batch-size", "3", "--model", str(tmp_path), "--no-progress")
+    assert changed.returncode != 0
+    for expected in ("--lr 0.01 (saved: 0.005)", "--lora-r 8 (saved: 4)", "--seed 7 (saved: 42)",
+                     "--batch-size 3 (saved: 2)", f"--model {tmp_path} (saved: {tiny})",
+                     f"DATA {other} (saved: {data})"):
+        assert expected in changed.stderr, (expected, changed.stderr)
+    assert "Traceback" not in changed.stderr
+
+    shorter = run_cli("train", "--resume", "--out", str(run), "--epochs", "1", "--no-progress")
+    assert shorter.returncode != 0
+    assert "--epochs 1 (saved: 2)" in shorter.stderr and "only be made longer" in shorter.stderr
+    assert _snapshot(run) == before  # nothing in the run was touched
+
+
+def test_resume_with_more_epochs_continues_from_the_runs_own_data(tiny, tmp_path):
+    data = _chats(tmp_path / "d.jsonl", 8)
+    run = tmp_path / "run"
+    _train(tiny, data, run, epochs=1)
+    before = _snapshot(run)
+    info_before = json.loads((run / "run.json").read_text())
+    _chats(data, 20, word="Changed")  # the original file changes after training; the run keeps its own copy
+
+    # Options equal to the saved ones are not changes; --epochs 3 makes the run longer.
+    resumed = run_cli("train", "--resume", "--out", str(run), "--lr", "5e-3", "--lora-r", "4", "--epochs", "3",
+                      "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "--epochs 3 (saved: 1)" in resumed.stderr
+    for name in ("data/train.jsonl", "data/val.jsonl"):
+        assert (run / name).read_bytes() == before[name], name
+    info = json.loads((run / "run.json").read_text())
+    for field in ("base_model", "examples", "supervised_tokens", "default_system", "stop_token_ids", "method"):
+        assert info[field] == info_before[field], field
+    assert info["status"] == "complete" and info["steps"] == 9  # 6 train chats / batch 2 = 3 steps x 3 epochs
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 10))
+    assert "epochs: 3" in (run / "config.yaml").read_text()
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != before["adapter/adapter_model.safetensors"]

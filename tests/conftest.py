@@ -58,11 +58,19 @@ def tiny(tiny_models) -> Path:
     return tiny_models["chatml"]
 
 
+@pytest.fixture(scope="session")
+def shared_replay(tmp_path_factory) -> Path:
+    """Replay answers (the base model's own answers, cached per base model) shared by every test's home."""
+    return tmp_path_factory.mktemp("replay")
+
+
 @pytest.fixture(autouse=True)
-def annotune_home(tmp_path_factory, monkeypatch) -> Path:
-    """Each test gets its own cache folder; a converted embedded model can be shared through a link."""
+def annotune_home(tmp_path_factory, monkeypatch, shared_replay) -> Path:
+    """Each test gets its own cache folder; a converted embedded model can be shared through a link, and so are
+    replay answers (generated once per base model)."""
     home = tmp_path_factory.mktemp("home")
     (home / "models").mkdir(parents=True)
+    (home / "replay").symlink_to(shared_replay)
     shared = os.environ.get("ANNOTUNE_TEST_SHARED_HOME")
     if shared and (Path(shared) / "models" / "smollm2-135m").is_dir():
         (home / "models" / "smollm2-135m").symlink_to(Path(shared) / "models" / "smollm2-135m")

@@ -13,7 +13,7 @@ from annotune.train import sft
 
 def _cfg(tiny, chats, out, **kw):
     base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, val_size=2,
-                progress=False, lora_r=4, lora_alpha=8)
+                progress=False, lora_r=4, lora_alpha=8, replay=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -37,7 +37,7 @@ def test_lora_run_changes_every_adapter_weight_and_describes_itself(tiny, chats,
 
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "complete" and info["method"] == "lora"
-    assert info["base_model"]["kind"] == "folder" and info["examples"] == {"train": 10, "val": 2}
+    assert info["base_model"]["kind"] == "folder" and info["examples"] == {"train": 10, "val": 2, "replay": 0}
     for part in ("config.yaml", "chat_template.jinja", "tokenizer/tokenizer.json", "adapter/adapter_config.json",
                  "data/train.jsonl", "data/val.jsonl", "metrics.jsonl", "loss.png"):
         assert (run / part).is_file(), part

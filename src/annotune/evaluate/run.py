@@ -38,7 +38,10 @@ class ModelResult:
 
 
 def load_probe() -> list[dict]:
-    return [json.loads(line) for line in PROBE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from annotune.dataset.files import json_records, read_text
+
+    text, _ = read_text(PROBE)
+    return [row for _, row in json_records(str(PROBE), text or "")[0]]
 
 
 def probe_correct(answer: str, accept: list[str]) -> bool:

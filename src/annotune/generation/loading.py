@@ -46,7 +46,7 @@ def split_name(text: str) -> tuple[str | None, str]:
 
 def describe(text: str) -> Spec:
     """Resolve one reference (checks only; no weights are loaded)."""
-    from annotune.models.templates import ensure_chat_template, stop_token_ids
+    from annotune.models.templates import stop_token_ids
 
     name, ref = split_name(text)
     path = Path(ref).expanduser()
@@ -57,10 +57,16 @@ def describe(text: str) -> Spec:
         return Spec(name or run.name, run.base(), tokenizer, run.stop_ids or stop_token_ids(tokenizer),
                     run.default_system, run.adapter_dir, run.base_label())
     base = resolve_model(ref)
+    return base_spec(base, name or (path.name if base.kind in ("folder", "gguf") else ref))
+
+
+def base_spec(base: ModelRef, name: str) -> Spec:
+    """A resolved base model, served as it is under ``name``."""
+    from annotune.models.templates import ensure_chat_template, stop_token_ids
+
     tokenizer = load_tokenizer(base)
     ensure_chat_template(tokenizer)
-    label = path.name if base.kind in ("folder", "gguf") else ref
-    return Spec(name or label, base, tokenizer, stop_token_ids(tokenizer))
+    return Spec(name, base, tokenizer, stop_token_ids(tokenizer))
 
 
 def unique_names(specs: list[Spec]) -> list[Spec]:

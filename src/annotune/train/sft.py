@@ -142,6 +142,8 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     run_dir, cfg, applied = rundir.resolve(cfg)
     train_convs, val_convs = _read_data(cfg, run_dir)  # invalid data is refused before any model loads
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
+    if not cfg.resume:  # a resumed run's saved data holds its replay chats already
+        train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
     template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
@@ -157,6 +159,22 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
         if dist.main and not cfg.resume:  # a set-up that failed leaves no half-made run to trip over
             rundir.remove_unfinished(run_dir)
         raise
+
+
+def _replay(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversation]) -> list[Conversation]:
+    """The base model's own answers to everyday prompts, ``cfg.replay`` of the training chats (see replay.py)."""
+    from annotune.train import replay
+
+    prompts = replay.load_prompts()
+    count = replay.replay_count(cfg.replay, len(train_convs), len(prompts))
+    if count == 0:
+        return []
+    if dist.main:  # generated once, by one process; the others read the cached answers
+        answers = replay.base_answers(model_ref, identity(model_ref), prompts, progress=cfg.progress)
+    dist.barrier()
+    if not dist.main:
+        answers = replay.base_answers(model_ref, identity(model_ref), prompts)
+    return replay.replay_conversations(prompts, answers, count, _shared_system_prompt(train_convs), cfg.seed)
 
 
 def _resumed_model(run_dir: Path):
@@ -205,7 +223,8 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, preci
         write_dataset(data.val_convs, run_dir / "data" / "val.jsonl", "openai")
     rundir.write_run_info(
         run_dir, status="training", method=cfg.method, base_model=identity(model_ref), precision=precision,
-        examples={"train": len(data.train), "val": len(data.val)},
+        examples={"train": len(data.train), "val": len(data.val),
+                  "replay": sum(c.meta.get("source") == "replay" for c in data.train_convs)},
         supervised_tokens={"train": sum(e.supervised for e in data.train)},
         stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),
     )

@@ -1,0 +1,87 @@
+"""Self-distillation replay: the base model's own answers to everyday prompts, mixed into training.
+
+Fine-tuning a small model on a few hundred domain chats pulls every answer towards the domain, and it forgets
+what it knew (capitals, arithmetic, how to boil an egg). Training on a share of conversations whose answers are
+the *base model's own* greedy answers to general prompts holds those answers in place: no outside data, and
+nothing the base model did not already say. The prompts ship with annotune (``replay_prompts.jsonl``) and share
+no question with evaluate's general-knowledge probe, so the probe still measures what was kept.
+
+Answers are generated once per base model and prompt set and cached under ``$ANNOTUNE_HOME/replay``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from annotune.conversation import Conversation, Message
+from annotune.dataset.files import json_records, read_text, write_atomically
+from annotune.errors import DataError
+from annotune.paths import annotune_home
+
+PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
+MAX_NEW_TOKENS = 96  # replay answers: long enough to keep the base's style, short enough to generate quickly
+
+
+def load_prompts(path: Path = PROMPTS) -> list[dict]:
+    """The replay prompts: ``{"id", "prompt"}`` per line."""
+    text, problems = read_text(path)
+    records, more = json_records(str(path), text or "")
+    if problems or more:
+        raise DataError("; ".join(str(p) for p in problems + more))
+    return [row for _, row in records]
+
+
+def replay_count(share: float, n_train: int, available: int) -> int:
+    """How many replay conversations go with ``n_train`` domain ones: ``share`` of them, at most every prompt."""
+    return min(available, round(share * n_train)) if share > 0 else 0
+
+
+def _cache_file(base_identity: dict, prompts: list[dict]) -> Path:
+    key = json.dumps({"base": base_identity, "prompts": prompts, "max_new_tokens": MAX_NEW_TOKENS}, sort_keys=True)
+    return annotune_home() / "replay" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.jsonl"
+
+
+def base_answers(model_ref, base_identity: dict, prompts: list[dict], progress: bool = False) -> list[str]:
+    """The base model's greedy answer to every prompt (cached per base model and prompt set)."""
+    cache = _cache_file(base_identity, prompts)
+    if cache.is_file():
+        rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if [r["id"] for r in rows] == [p["id"] for p in prompts]:
+            return [r["answer"] for r in rows]
+    from annotune.generation.config import GenerationConfig
+    from annotune.generation.loading import base_spec, load_engine
+
+    cfg = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS)
+    with load_engine(base_spec(model_ref, "base"), max_batch=32) as engine:
+        name = next(iter(engine.models))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(prompts), desc="replay answers (once per base model)", unit="answer")
+        results = engine.generate(name, [[{"role": "user", "content": p["prompt"]}] for p in prompts], cfg,
+                                  on_result=(lambda i, r: bar.update()) if bar else None)
+        if bar is not None:
+            bar.close()
+    answers = [r.text.strip() for r in results]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(cache, [json.dumps({"id": p["id"], "answer": a}, ensure_ascii=False) + "\n"
+                             for p, a in zip(prompts, answers)])
+    return answers
+
+
+def replay_conversations(prompts: list[dict], answers: list[str], count: int, system: str | None,
+                         seed: int) -> list[Conversation]:
+    """``count`` replay chats (a seeded choice of prompts), each with the domain's shared system prompt if any,
+    so the everyday answers are kept in the setting the tuned model is used in. Empty answers are skipped."""
+    usable = [(p, a) for p, a in zip(prompts, answers) if a]
+    chosen = random.Random(seed).sample(usable, min(count, len(usable)))
+    convs = []
+    for prompt, answer in chosen:
+        messages = [Message("system", system)] if system else []
+        messages += [Message("user", prompt["prompt"]), Message("assistant", answer)]
+        convs.append(Conversation(messages, {"id": prompt["id"], "source": "replay"}))
+    return convs

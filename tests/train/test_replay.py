@@ -1,0 +1,54 @@
+"""Self-distillation replay: the base model's own answers to everyday prompts go into training, generated once
+per base model, with the domain's system prompt, and never any question of evaluate's probe."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from annotune.config import TrainConfig
+from annotune.evaluate.run import load_probe
+from annotune.generation.config import GenerationConfig
+from annotune.generation.loading import load_engine
+from annotune.train import replay, sft
+
+
+def test_replay_prompts_share_no_question_with_the_probe():
+    words = lambda text: set(re.findall(r"[a-z0-9]+", text.lower()))  # noqa: E731
+    prompts = replay.load_prompts()
+    assert len(prompts) >= 100 and len({p["id"] for p in prompts}) == len(prompts)
+    for probe in load_probe():
+        for prompt in prompts:
+            a, b = words(probe["question"]), words(prompt["prompt"])
+            assert len(a & b) / len(a | b) < 0.5, (probe["question"], prompt["prompt"])
+
+
+def test_replay_adds_the_base_models_own_answers_with_the_shared_system_prompt(lively_models, chats, tmp_path,
+                                                                             annotune_home, monkeypatch):
+    base = lively_models["llama"]
+    cfg = dict(data=str(chats), model=str(base), epochs=1, batch_size=4, lr=1e-3, val_size=0, progress=False,
+               lora_r=4, lora_alpha=8, replay=1.0)
+    run = sft.train(TrainConfig(**cfg, out=str(tmp_path / "a")))
+    saved = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
+    replayed = [row for row in saved if row.get("source") == "replay"]
+    assert len(saved) == 12 + len(replayed) and 0 < len(replayed) <= 12
+    info = json.loads((run / "run.json").read_text())
+    assert info["examples"]["replay"] == len(replayed) and info["default_system"] == "Be brief."
+    # each replay answer is what the base model itself answers to the prompt, greedily
+    with load_engine(str(base)) as engine:
+        name = next(iter(engine.models))
+        prompts = [[m for m in row["messages"] if m["role"] == "user"] for row in replayed]
+        fresh = engine.generate(name, prompts, GenerationConfig(max_new_tokens=replay.MAX_NEW_TOKENS))
+    assert [r.text.strip() for r in fresh] == [row["messages"][-1]["content"] for row in replayed]
+    assert all(row["messages"][0] == {"role": "system", "content": "Be brief."} for row in replayed)
+
+    assert list((annotune_home / "replay").glob("*.jsonl"))  # cached per base model and prompt set
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("replay answers were generated again instead of read from the cache")
+
+    monkeypatch.setattr("annotune.generation.loading.load_engine", no_generation)
+    again = sft.train(TrainConfig(**cfg, out=str(tmp_path / "b")))
+    assert (again / "data" / "train.jsonl").read_text() == (run / "data" / "train.jsonl").read_text()
+    off = sft.train(TrainConfig(**{**cfg, "replay": 0}, out=str(tmp_path / "c")))
+    assert json.loads((off / "run.json").read_text())["examples"]["replay"] == 0

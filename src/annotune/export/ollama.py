@@ -46,8 +46,12 @@ def _probe(number: int, role: str) -> dict:
     return {"role": role, "content": f"{_MARKS[role]}{number}"}
 
 
+def _render(tokenizer, messages: list[dict]) -> str:
+    return render(tokenizer, messages) if messages else _render_empty(tokenizer)
+
+
 def _chunk(tokenizer, before: list[dict], message: dict) -> str:
-    short, long = render(tokenizer, before), render(tokenizer, [*before, message])
+    short, long = _render(tokenizer, before), render(tokenizer, [*before, message])
     if not long.startswith(short):
         raise ExportError("the chat template renders a conversation differently from its prefixes")
     return long[len(short):]
@@ -62,9 +66,11 @@ def _wrapper(chunk: str, message: dict) -> tuple[str, str]:
 
 def read_layout(tokenizer) -> Layout:
     """Read the template's layout off probe renderings, then check it reproduces the template (else refuse)."""
+    from jinja2 import TemplateError
+
     try:
         layout = _read(tokenizer)
-    except ExportError as exc:
+    except (ExportError, TemplateError) as exc:
         raise ExportError(f"cannot translate the run's chat template into Ollama's template language ({exc}); "
                           "write the TEMPLATE of the Modelfile by hand") from None
     for messages in _shapes():
@@ -78,7 +84,7 @@ def read_layout(tokenizer) -> Layout:
 def _read(tokenizer) -> Layout:
     system, user, assistant, user2 = (_probe(1, "system"), _probe(2, "user"), _probe(3, "assistant"),
                                       _probe(4, "user"))
-    header = render(tokenizer, [])
+    header = _render_empty(tokenizer)
     conversation = [system, user, assistant, user2]
     wrappers = {}
     for i, message in enumerate(conversation[:3]):
@@ -93,6 +99,20 @@ def _read(tokenizer) -> Layout:
     full = render(tokenizer, conversation)
     generation = render(tokenizer, conversation, add_generation_prompt=True)[len(full):]
     return Layout(header, wrappers, implicit, generation)
+
+
+def _render_empty(tokenizer) -> str:
+    """The template on no messages (what it writes before any), which apply_chat_template refuses to render;
+    "" for a template that cannot render none (the check of the whole layout then decides)."""
+    from jinja2 import TemplateError
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    try:
+        rendered, _ = render_jinja_template([[]], chat_template=tokenizer.chat_template,
+                                            **tokenizer.special_tokens_map)
+    except TemplateError:
+        return ""
+    return rendered[0]
 
 
 def _shapes() -> list[list[dict]]:

@@ -9,9 +9,9 @@ export time. ``ANNOTUNE_LLAMA_CPP`` may point at another llama.cpp checkout inst
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 from annotune.errors import ExportError
@@ -37,29 +37,17 @@ def converter_script() -> Path:
     return script
 
 
-@lru_cache(maxsize=4)
-def _supported(script: Path) -> frozenset[str]:
-    result = subprocess.run([sys.executable, str(script), "--print-supported-models"], capture_output=True,
-                            text=True, timeout=300)
-    lines = (result.stdout + result.stderr).splitlines()
-    return frozenset(line.strip()[2:] for line in lines if line.strip().startswith("- "))
-
-
-def check_architecture(architectures: list[str]) -> None:
-    """Refuse, before any work, an architecture llama.cpp's converter has no code for."""
-    supported = _supported(converter_script())
-    if not any(arch in supported for arch in architectures):
-        raise ExportError(f"llama.cpp's converter cannot handle the architecture {', '.join(architectures)}, so "
-                          "this run cannot become a GGUF file; --format hf (vLLM, TGI, transformers) and --format "
-                          "adapter still work")
-
-
 def convert(hf_dir: Path, out_file: Path, quant: str) -> None:
     """Write ``out_file`` from the Hugging Face folder ``hf_dir`` in ``quant`` (f32/f16/bf16/q8_0/q4_k_m)."""
     first = out_file if quant in CONVERTER_TYPES else out_file.with_suffix(".f16.gguf")
     command = [sys.executable, str(converter_script()), str(hf_dir), "--outfile", str(first),
                "--outtype", CONVERTER_TYPES.get(quant, "f16")]
     result = subprocess.run(command, capture_output=True, text=True)
+    unsupported = re.search(r"Model (\S+) is not supported", result.stderr)
+    if unsupported:
+        raise ExportError(f"llama.cpp's converter cannot handle the architecture {unsupported.group(1)}, so this run "
+                          "cannot become a GGUF file; --format hf (vLLM, TGI, transformers) and --format adapter "
+                          "still work")
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise ExportError(f"llama.cpp's converter failed (exit {result.returncode}); --format hf and adapter "

@@ -72,12 +72,9 @@ def _write(run: RunFolder, staging: Path, fmt: str, dtype: str | None, quant: st
     if fmt == "adapter":
         _need_space(staging, sum(f.stat().st_size for f in run.adapter_dir.iterdir()) if run.adapter_dir else 0)
         return {"base": hf.write_adapter(run, staging)}
-    config = _base_config(run)
-    if fmt == "gguf":
-        gguf.check_architecture(list(config.get("architectures") or []))
     model = hf.load_merged(run)
     if fmt == "hf":
-        dtype = dtype or _base_dtype(config)
+        dtype = dtype or _base_dtype(_base_config(run))
         _need_space(staging, hf.parameter_bytes(model, dtype))
         hf.write_merged(run, model, staging, dtype)
         return {"base": hf.base_reference(run), "dtype": dtype}

@@ -1,0 +1,129 @@
+"""`annotune export --format gguf`, checked in llama.cpp itself (the llama-cpp-python bindings `make setup` builds):
+the f16 GGUF gives the run's greedy answers on five prompts and stops at the end of each, from the same prompt
+tokens and through the chat template embedded in the file; q8_0 and q4_k_m load; the Modelfile is complete."""
+
+import json
+
+import pytest
+from conftest import run_cli
+from export_fixtures import SMOL_ANSWERS, SYSTEM
+
+from annotune.errors import ExportError
+from annotune.export.gguf import read_metadata
+from annotune.export.pipeline import export_run
+from annotune.runs import RunFolder
+
+QUESTIONS = list(SMOL_ANSWERS)
+
+
+def _llama(path):
+    import llama_cpp  # built by `make setup`: a missing module fails the test, it never skips
+
+    return llama_cpp.Llama(str(path), n_ctx=512, n_threads=2, verbose=False, seed=0)
+
+
+def _engine_results(run_dir, questions):
+    from annotune.generation.config import GenerationConfig
+    from annotune.generation.loading import load_engine
+
+    with load_engine(str(run_dir)) as engine:
+        name = next(iter(engine.models))
+        prompts = [engine.models[name].prompt_ids([{"role": "user", "content": q}]) for q in questions]
+        results = engine.generate(name, [[{"role": "user", "content": q}] for q in questions],
+                                  GenerationConfig(max_new_tokens=48))
+    return prompts, results
+
+
+@pytest.fixture(scope="module")
+def exported(smol_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gguf") / "smol-gguf"
+    result = run_cli("export", str(smol_run), "--out", str(out), "--format", "gguf")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_f16_gguf_in_llama_cpp_gives_the_runs_greedy_answers_and_stops(smol_run, exported):
+    prompts, results = _engine_results(smol_run, QUESTIONS)
+    assert [r.text for r in results] == list(SMOL_ANSWERS.values())  # the tuned run answers its memorised text
+    assert all(r.finish_reason == "stop" for r in results)
+    llm = _llama(exported / "model.gguf")
+    try:
+        tokenizer = RunFolder(smol_run).tokenizer()
+        for ids, result in zip(prompts, results):
+            assert llm.tokenize(tokenizer.decode(ids).encode(), add_bos=False, special=True) == ids
+            choice = llm.create_completion(ids, max_tokens=48, temperature=0.0)["choices"][0]
+            assert (choice["text"], choice["finish_reason"]) == (result.text, "stop")
+    finally:
+        llm.close()
+
+
+def test_llama_cpp_chat_with_the_embedded_template_answers_and_stops(exported):
+    llm = _llama(exported / "model.gguf")
+    try:
+        for question, answer in SMOL_ANSWERS.items():
+            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+            choice = llm.create_chat_completion(messages, max_tokens=48, temperature=0.0)["choices"][0]
+            assert (choice["message"]["content"], choice["finish_reason"]) == (answer, "stop")
+    finally:
+        llm.close()
+
+
+def test_gguf_metadata_and_modelfile(smol_run, exported):
+    run = RunFolder(smol_run)
+    meta = read_metadata(exported / "model.gguf")
+    assert meta["chat_template"] == (run.path / "chat_template.jinja").read_text()
+    assert meta["eos"] in run.stop_ids and meta["file_type"] == 1  # LLAMA_FTYPE_MOSTLY_F16
+    lines = (exported / "Modelfile").read_text().splitlines()
+    assert lines[0] == "FROM ./model.gguf" and lines[1].startswith('TEMPLATE """')
+    assert f'SYSTEM """{SYSTEM}"""' in lines
+    stops = [json.loads(line.split(" ", 2)[2]) for line in lines if line.startswith("PARAMETER stop ")]
+    assert stops == [run.tokenizer().convert_ids_to_tokens(i) for i in run.stop_ids]
+    assert sorted(p.name for p in exported.iterdir()) == ["Modelfile", "README.md", "model.gguf"]
+    assert "ollama create run -f Modelfile" in (exported / "README.md").read_text()  # named after the run
+
+
+@pytest.mark.parametrize("quant,file_type", [("q8_0", 7), ("q4_k_m", 15)])
+def test_quantised_gguf_loads_and_answers(smol_run, tmp_path, quant, file_type):
+    out = export_run(smol_run, tmp_path / quant, fmt="gguf", quant=quant).out
+    assert read_metadata(out / "model.gguf")["file_type"] == file_type
+    llm = _llama(out / "model.gguf")
+    try:
+        choice = llm.create_chat_completion([{"role": "user", "content": QUESTIONS[0]}], max_tokens=16,
+                                            temperature=0.0)["choices"][0]
+        assert choice["finish_reason"] in ("stop", "length")
+    finally:
+        llm.close()
+
+
+def test_missing_converter_says_how_to_get_it(smol_run, tmp_path):
+    result = run_cli("export", str(smol_run), "--out", str(tmp_path / "out"), "--format", "gguf",
+                     env={"ANNOTUNE_LLAMA_CPP": str(tmp_path / "nowhere")})
+    assert result.returncode == 2 and "make setup" in result.stderr and "hf and adapter formats" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_architecture_the_converter_cannot_handle_names_the_formats_that_work(opt_run, tmp_path):
+    with pytest.raises(ExportError, match="OPTForCausalLM.*--format hf .* and --format adapter still work"):
+        export_run(opt_run, tmp_path / "out", fmt="gguf")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def opt_run(tmp_path_factory):
+    """A LoRA run on a tiny OPT model, an architecture llama.cpp has no converter for."""
+    import tiny_model
+    from conftest import QA, write_chats
+    from transformers import AutoModelForCausalLM, OPTConfig
+
+    from annotune.config import TrainConfig
+    from annotune.train.sft import train
+
+    root = tmp_path_factory.mktemp("opt")
+    tokenizer = tiny_model.build_tokenizer("chatml")
+    config = OPTConfig(vocab_size=len(tokenizer), hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                       num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=512)
+    AutoModelForCausalLM.from_config(config).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    data = write_chats(root / "chats.jsonl", QA[:3])
+    return train(TrainConfig(data=str(data), model=str(root / "base"), out=str(root / "run"), method="lora",
+                             epochs=1, batch_size=3, val_size=0, progress=False))

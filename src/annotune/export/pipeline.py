@@ -91,11 +91,16 @@ def _write_gguf(run: RunFolder, model, staging: Path, quant: str) -> dict:
     shutil.rmtree(merged)
     tokenizer = run.tokenizer()
     meta = gguf.check_metadata(staging / GGUF_NAME, tokenizer.chat_template, hf.stop_ids(run))
-    bos = tokenizer.bos_token if meta.get("add_bos") else None
-    template = ollama.go_template(ollama.read_layout(tokenizer), drop_bos=bos)
+    details = {"base": hf.base_reference(run), "quant": quant, "metadata": meta}
+    try:
+        layout = ollama.read_layout(tokenizer)
+    except ExportError as exc:  # llama.cpp still runs the GGUF with the template it carries
+        log.warning("warning: no Ollama Modelfile: %s", exc)
+        return {**details, "modelfile_problem": str(exc)}
+    template = ollama.go_template(layout, drop_bos=tokenizer.bos_token if meta.get("add_bos") else None)
     stops = [tokenizer.convert_ids_to_tokens(i) for i in hf.stop_ids(run)]
     (staging / "Modelfile").write_text(ollama.modelfile(template, run.default_system, stops), encoding="utf-8")
-    return {"base": hf.base_reference(run), "quant": quant, "metadata": meta}
+    return details
 
 
 def _base_config(run: RunFolder) -> dict:

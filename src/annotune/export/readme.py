@@ -96,9 +96,15 @@ def _gguf_how(name: str, base: dict, details: dict) -> list[str]:
             "llama.cpp: `llama-server -m model.gguf --jinja` (OpenAI-compatible API on port 8080), or "
             "`llama-cli -m model.gguf --jinja -cnv`.", "",
             "llama-cpp-python: `Llama('model.gguf').create_chat_completion(messages=[...])`.", "",
-            f"Ollama: `ollama create {name} -f Modelfile`, then `ollama run {name}`. The Modelfile's TEMPLATE is the "
+            _ollama_how(name, details)]
+
+
+def _ollama_how(name: str, details: dict) -> str:
+    if "modelfile_problem" in details:
+        return f"Ollama: there is no Modelfile: {details['modelfile_problem']}."
+    return (f"Ollama: `ollama create {name} -f Modelfile`, then `ollama run {name}`. The Modelfile's TEMPLATE is the "
             "training template translated to Ollama's template language, with the run's SYSTEM prompt and stop "
-            "tokens."]
+            "tokens.")
 
 
 _HOW = {"hf": _hf_how, "adapter": _adapter_how, "gguf": _gguf_how}

@@ -9,7 +9,7 @@ from conftest import run_cli
 from export_fixtures import SMOL_ANSWERS, SYSTEM
 
 from annotune.errors import ExportError
-from annotune.export.gguf import read_metadata
+from annotune.export.gguf import quantize, read_metadata
 from annotune.export.pipeline import export_run
 from annotune.runs import RunFolder
 
@@ -82,15 +82,25 @@ def test_gguf_metadata_and_modelfile(smol_run, exported):
     assert "ollama create run -f Modelfile" in (exported / "README.md").read_text()  # named after the run
 
 
-@pytest.mark.parametrize("quant,file_type", [("q8_0", 7), ("q4_k_m", 15)])
-def test_quantised_gguf_loads_and_answers(smol_run, tmp_path, quant, file_type):
-    out = export_run(smol_run, tmp_path / quant, fmt="gguf", quant=quant).out
-    assert read_metadata(out / "model.gguf")["file_type"] == file_type
-    llm = _llama(out / "model.gguf")
+def test_q8_0_export_loads_and_answers(smol_run, tmp_path):
+    out = export_run(smol_run, tmp_path / "q8", fmt="gguf", quant="q8_0").out
+    assert read_metadata(out / "model.gguf")["file_type"] == 7  # LLAMA_FTYPE_MOSTLY_Q8_0
+    _answers_something(out / "model.gguf")
+
+
+def test_q4_k_m_through_llama_cpps_quantiser_loads_and_answers(exported, tmp_path):
+    # --quant q4_k_m runs the converter to f16, then this (the f16 export's file stands in for that step)
+    quantize(exported / "model.gguf", tmp_path / "q4.gguf", "q4_k_m")
+    assert read_metadata(tmp_path / "q4.gguf")["file_type"] == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    _answers_something(tmp_path / "q4.gguf")
+
+
+def _answers_something(path) -> None:
+    llm = _llama(path)
     try:
         choice = llm.create_chat_completion([{"role": "user", "content": QUESTIONS[0]}], max_tokens=16,
                                             temperature=0.0)["choices"][0]
-        assert choice["finish_reason"] in ("stop", "length")
+        assert choice["message"]["content"] and choice["finish_reason"] in ("stop", "length")
     finally:
         llm.close()
 

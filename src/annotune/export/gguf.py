@@ -68,7 +68,10 @@ def quantize(source: Path, out_file: Path, quant: str) -> None:
                           "`make setup`, or export with --quant f16 or q8_0 (the converter writes those itself)"
                           ) from None
     import ctypes
+    import logging
 
+    if not logging.getLogger("annotune").isEnabledFor(logging.INFO):  # a line per tensor, unless --verbose
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANTISER_TYPES[quant])
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), ctypes.byref(params))

@@ -78,7 +78,7 @@ def test_gguf_metadata_and_modelfile(smol_run, exported):
     assert f'SYSTEM """{SYSTEM}"""' in lines
     stops = [json.loads(line.split(" ", 2)[2]) for line in lines if line.startswith("PARAMETER stop ")]
     assert stops == [run.tokenizer().convert_ids_to_tokens(i) for i in run.stop_ids]
-    assert sorted(p.name for p in exported.iterdir()) == ["Modelfile", "README.md", "model.gguf"]
+    assert sorted(p.name for p in exported.iterdir()) == ["Modelfile", "README.md", "annotune-export.json", "model.gguf"]
     assert "ollama create run -f Modelfile" in (exported / "README.md").read_text()  # named after the run
 
 

@@ -117,16 +117,38 @@ def test_adapter_export_loads_with_peft_on_the_recorded_base(memorized, tmp_path
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == run.stop_ids
 
 
-def test_existing_folder_needs_overwrite(memorized, tmp_path):
-    out = tmp_path / "out"
+def test_existing_folder_needs_overwrite_and_only_an_export_is_replaced(memorized, tmp_path):
+    run, out = str(memorized["support"]), tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = run_cli("export", str(memorized["support"]), "--out", str(out), "--format", "adapter")
+    result = run_cli("export", run, "--out", str(out), "--format", "adapter")
     assert result.returncode == 2 and "--overwrite" in result.stderr and (out / "keep.txt").exists()
-    result = run_cli("export", str(memorized["support"]), "--out", str(out), "--format", "adapter", "--overwrite")
+    result = run_cli("export", run, "--out", str(out), "--format", "adapter", "--overwrite")
+    assert result.returncode == 2 and "not an annotune export" in result.stderr and (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    assert run_cli("export", run, "--out", str(out), "--format", "adapter").returncode == 0
+    (out / "stale.txt").write_text("from before")
+    result = run_cli("export", run, "--out", str(out), "--format", "adapter", "--overwrite")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert not (out / "keep.txt").exists() and (out / "adapter_model.safetensors").exists()
+    assert not (out / "stale.txt").exists() and (out / "adapter_model.safetensors").exists()
+    assert json.loads((out / "annotune-export.json").read_text())["format"] == "adapter"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left beside it
+
+
+def test_full_fine_tune_exports_its_own_weights(tiny, chats, tmp_path):
+    from annotune.config import TrainConfig
+    from annotune.train.sft import train
+
+    run = train(TrainConfig(data=str(chats), model=str(tiny), out=str(tmp_path / "full"), method="full", epochs=1,
+                            batch_size=4, val_size=0, progress=False))
+    out = export_run(run, tmp_path / "hf", fmt="hf").out
+    ids = _prompt(RunFolder(run), "How do I reset device 1?")
+    with torch.no_grad():
+        exported = AutoModelForCausalLM.from_pretrained(out).eval()(ids).logits
+        trained = AutoModelForCausalLM.from_pretrained(RunFolder(run).weights_dir).eval()(ids).logits
+    assert torch.equal(exported, trained)
+    with pytest.raises(ExportError, match="full fine-tune .* --format hf or gguf"):
+        export_run(run, tmp_path / "adapter", fmt="adapter")
 
 
 def test_unfinished_run_is_refused(memorized, tmp_path):

@@ -6,6 +6,7 @@ interrupted export leaves nothing half-written behind (and an existing export st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("hf", "gguf", "adapter")
 QUANTS = ("f16", "q8_0", "q4_k_m")
 GGUF_NAME = "model.gguf"
+MARKER = "annotune-export.json"
 
 
 @dataclass
@@ -47,6 +49,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "hf", dtype: str
     try:
         details = _write(run, staging, fmt, dtype, quant)
         (staging / "README.md").write_text(readme(run, fmt, details), encoding="utf-8")
+        _write_marker(staging, run, fmt, details)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp's folder is private; the export is an ordinary folder
@@ -64,8 +67,20 @@ def _check_target(run: RunFolder, out: Path, overwrite: bool) -> None:
         raise ExportError(f"--out {out} is inside the run folder; export somewhere else")
     if out.is_file():
         raise ExportError(f"{out} is a file; choose another --out")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+        if not (out / MARKER).is_file():
+            raise ExportError(f"{out} exists and is not an annotune export (no {MARKER}); refusing to delete it")
+
+
+def _write_marker(folder: Path, run: RunFolder, fmt: str, details: dict) -> None:
+    """What the folder is, for people and for --overwrite (which only replaces folders that have it)."""
+    from annotune import __version__
+
+    record = {"annotune_version": __version__, "run": str(run.path.resolve()), "format": fmt,
+              **{k: details[k] for k in ("dtype", "quant", "base") if k in details}}
+    (folder / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _write(run: RunFolder, staging: Path, fmt: str, dtype: str | None, quant: str) -> dict:
@@ -105,8 +120,6 @@ def _write_gguf(run: RunFolder, model, staging: Path, quant: str) -> dict:
 
 def _base_config(run: RunFolder) -> dict:
     """The config.json of the weights being exported (the base's, for an adapter run)."""
-    import json
-
     folder = Path(run.base().path) if run.adapter_dir is not None else run.weights_dir
     if (folder / "config.json").is_file():
         return json.loads((folder / "config.json").read_text())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import run_cli
-from export_fixtures import SMOL_ANSWERS, SYSTEM
+from export_fixtures import LLAMA2, SMOL_ANSWERS, SYSTEM
 
 from annotune.errors import ExportError
 from annotune.export.gguf import quantize, read_metadata
@@ -103,6 +103,21 @@ def _answers_something(path) -> None:
         assert choice["message"]["content"] and choice["finish_reason"] in ("stop", "length")
     finally:
         llm.close()
+
+
+def test_an_untranslatable_template_still_gives_the_gguf_without_a_modelfile(smol_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "llama2-run"
+    shutil.copytree(smol_run, run)
+    for template in (run / "chat_template.jinja", run / "tokenizer" / "chat_template.jinja"):
+        template.write_text(LLAMA2)
+    result = run_cli("export", str(run), "--out", str(tmp_path / "out"), "--format", "gguf")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: no Ollama Modelfile" in result.stderr
+    out = tmp_path / "out"
+    assert not (out / "Modelfile").exists() and read_metadata(out / "model.gguf")["chat_template"] == LLAMA2
+    assert "there is no Modelfile" in (out / "README.md").read_text()
 
 
 def test_missing_converter_says_how_to_get_it(smol_run, tmp_path):

@@ -3,6 +3,7 @@ run's Jinja template writes: for the embedded model's template, a Llama-3-style 
 
 import pytest
 import tiny_model
+from export_fixtures import LLAMA2
 
 from annotune.errors import ExportError
 from annotune.export import ollama
@@ -65,12 +66,7 @@ def test_bos_the_runtime_adds_is_left_out():
 
 def test_a_template_that_is_not_one_wrapper_per_role_is_refused():
     tok = tiny_model.build_tokenizer("chatml")
-    # Llama-2 style: the system prompt is folded into the first user message.
-    tok.chat_template = (
-        "{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}{% set msgs = messages[1:] %}"
-        "{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}{% for m in msgs %}"
-        "{% if m['role'] == 'user' %}[INST] {% if loop.first and sys %}<<SYS>>{{ sys }}<</SYS>> {% endif %}"
-        "{{ m['content'] }} [/INST]{% else %} {{ m['content'] }}</s>{% endif %}{% endfor %}")
+    tok.chat_template = LLAMA2
     with pytest.raises(ExportError, match="write the TEMPLATE of the Modelfile by hand"):
         ollama.read_layout(tok)
 

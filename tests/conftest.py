@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import tiny_model  # noqa: E402
+from export_fixtures import ollama_render, smol_run  # noqa: E402,F401  (fixtures for tests/export)
 from serve_fixtures import memorized, serve  # noqa: E402,F401  (fixtures for tests/serve)
 from workbench_fixtures import (  # noqa: E402,F401  (fixtures for tests/annotate)
     db_url, postgres_server, quick_password_hashing, start_server)

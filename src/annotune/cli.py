@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     from annotune.annotate.cli import register as register_workbench
     from annotune.dataset.cli import register as register_data
     from annotune.evaluate.cli import register as register_evaluate
+    from annotune.export.cli import register as register_export
     from annotune.ingest.cli import register as register_ingest
     from annotune.serve.cli import register as register_serve
 
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_workbench(sub)
     register_evaluate(sub)
     register_serve(sub)
+    register_export(sub)
     return parser
 
 

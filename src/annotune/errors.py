@@ -19,3 +19,7 @@ class ModelLoadError(AnnotuneError):
 
 class RunDirError(AnnotuneError):
     """A run folder that is missing, incomplete, or would be overwritten."""
+
+
+class ExportError(AnnotuneError):
+    """A run that cannot be exported in the format asked for; the message says which formats still work."""

@@ -101,22 +101,31 @@ def load_engine(ref: str | Spec | list[str | Spec], **options) -> Engine:
     return engines[0]
 
 
+def merged_model(base: ModelRef, adapter_dir: Path | None, dtype=torch.float32, device: str = "cpu"):
+    """The base weights, loaded in full precision (``dtype``), with a run's LoRA adapter merged into them: what one
+    run is served with, and what `annotune export` writes."""
+    model = load_model(base, dtype=dtype, device=device)
+    if adapter_dir is None:
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload().to(device)
+
+
 def _build(specs: list[Spec], device: str, dtype, max_model_len: int | None, options: dict) -> Engine:
-    model = load_model(specs[0].base, dtype=dtype, device=device)
-    adapters = [s for s in specs if s.adapter_dir is not None]
     internal: dict[str, str | None] = {s.name: None for s in specs}
-    if adapters:
+    if len(specs) == 1:  # one run alone: merged weights answer fastest
+        model = merged_model(specs[0].base, specs[0].adapter_dir, dtype, device)
+    else:
         from peft import PeftModel
 
-        if len(specs) == 1:  # one run alone: merged weights answer fastest
-            model = PeftModel.from_pretrained(model, adapters[0].adapter_dir).merge_and_unload()
-        else:
-            for i, spec in enumerate(adapters):
-                internal[spec.name] = f"run{i}"
-                if i == 0:
-                    model = PeftModel.from_pretrained(model, spec.adapter_dir, adapter_name="run0")
-                else:
-                    model.load_adapter(spec.adapter_dir, adapter_name=f"run{i}")
+        model = load_model(specs[0].base, dtype=dtype, device=device)
+        for i, spec in enumerate(s for s in specs if s.adapter_dir is not None):
+            internal[spec.name] = f"run{i}"
+            if i == 0:
+                model = PeftModel.from_pretrained(model, spec.adapter_dir, adapter_name="run0")
+            else:
+                model.load_adapter(spec.adapter_dir, adapter_name=f"run{i}")
         model.to(device)
     context = _context_length(model.config, max_model_len)
     served = {s.name: ServedModel(s.name, s.tokenizer, frozenset(s.stop_ids), context, internal[s.name], s.system,

@@ -17,9 +17,12 @@ CONVERTER := $(VENV)/share/annotune/llama.cpp
 SYSTEM_PACKAGES := postgresql chromium golang-go
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps quickstart test test-fast bench-setup clean
+.PHONY: setup system-deps quickstart test test-fast bench-setup clean setup-gguf
 
-setup: $(VENV)/.installed $(VENV)/.llama-cpp
+setup: $(VENV)/.installed
+
+# GGUF export: llama.cpp's bindings (built from source, several minutes, once) and converter; `make test` needs them.
+setup-gguf: setup $(VENV)/.llama-cpp
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,13 +53,13 @@ system-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	fi
 
-test: setup system-deps
+test: setup-gguf system-deps
 	$(BIN)/python -m pytest
 
 bench-setup: setup
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 
-test-fast: setup system-deps
+test-fast: setup-gguf system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:

@@ -1,8 +1,8 @@
 """GGUF through llama.cpp's own converter (convert_hf_to_gguf.py with the gguf-py it ships), run as a child
 process with this Python, and quantised with llama.cpp's quantiser (through the llama-cpp-python bindings).
 
-`make setup` copies the converter out of the llama-cpp-python source distribution pinned in constraints.txt (the
-same llama.cpp the bindings are built from) into ``<venv>/share/annotune/llama.cpp``; nothing is downloaded at
+`make setup-gguf` copies the converter out of the llama-cpp-python source distribution pinned in constraints.txt
+(the same llama.cpp the bindings are built from) into ``<venv>/share/annotune/llama.cpp``; nothing is downloaded at
 export time. ``ANNOTUNE_LLAMA_CPP`` may point at another llama.cpp checkout instead.
 """
 
@@ -31,7 +31,7 @@ def converter_dir() -> Path:
 def converter_script() -> Path:
     script = converter_dir() / SCRIPT
     if not script.is_file():
-        raise ExportError(f"llama.cpp's GGUF converter is not installed ({script} is missing); run `make setup`, "
+        raise ExportError(f"llama.cpp's GGUF converter is not installed ({script} is missing); run `make setup-gguf`, "
                           f"which copies it from the pinned llama-cpp-python source, or set {CONVERTER_ENV} to a "
                           "llama.cpp checkout. The hf and adapter formats work without it")
     return script
@@ -65,7 +65,7 @@ def quantize(source: Path, out_file: Path, quant: str) -> None:
         import llama_cpp
     except ImportError:
         raise ExportError(f"--quant {quant} needs llama.cpp's quantiser from the llama-cpp-python package; run "
-                          "`make setup`, or export with --quant f16 or q8_0 (the converter writes those itself)"
+                          "`make setup-gguf`, or export with --quant f16 or q8_0 (the converter writes those itself)"
                           ) from None
     import ctypes
     import logging

@@ -36,9 +36,12 @@ TARGET = {"heldout": 0.9, "kept": 0.9, "train_seconds": 300}
 # Candidate settings: the options each passes to `annotune train`. `defaults` passes none.
 SETTINGS: dict[str, list[str]] = {
     "defaults": [],
+    "no-replay": ["--replay", "0"],
+    "replay-0.5": ["--replay", "0.5"],
     "all-rows": ["--val-size", "0"],
     "epochs-8": ["--epochs", "8"],
     "epochs-8-all-rows": ["--epochs", "8", "--val-size", "0"],
+    "epochs-8-all-rows-no-replay": ["--epochs", "8", "--val-size", "0", "--replay", "0"],
     "lr-1e-3-epochs-8": ["--lr", "1e-3", "--epochs", "8"],
     "rank-16-epochs-8": ["--lora-r", "16", "--lora-alpha", "32", "--epochs", "8"],
 }

@@ -19,11 +19,11 @@ def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotu
     data.write_text("\n".join(lines) + "\n")
     out = tmp_path / "run"
     result = run_cli("train", str(data), "--out", str(out), "--epochs", "3", "--batch-size", "8", "--lr", "2e-3",
-                     "--val-size", "0", "--no-progress", timeout=900)
+                     "--val-size", "0", "--replay", "0.25", "--no-progress", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
     assert info["base_model"]["kind"] == "embedded" and info["status"] == "complete"
-    # the default replay adds the real base model's own answers: 16 chats * 0.25 = 4, so 20 chats in 3 batches
+    # replay adds the real base model's own answers: 16 chats * 0.25 = 4, so 20 chats in 3 batches
     assert info["examples"] == {"train": 20, "val": 0, "replay": 4}
     losses = [json.loads(r)["loss"] for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 9 and losses[-1] < losses[0] * 0.7, losses

@@ -37,7 +37,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where supported (auto), or force.")
     seed: int = Field(42, description="Seed for data order, split, initialisation and dropout.")
     val_size: float = Field(0.1, ge=0, description="Validation share (0-1) or count (>=1) split off --data.")
-    replay: float = Field(0.25, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (0 turns it off).")
+    replay: float = Field(0.0, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (e.g. 0.25; keeps everyday answers, costs domain accuracy at the default length).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of optimizer steps spent warming up the lr.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")

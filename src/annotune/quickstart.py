@@ -9,11 +9,11 @@ is chosen on them.
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 from pathlib import Path
 
+from annotune.dataset.files import read_jsonl
 from annotune.errors import AnnotuneError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support"
@@ -60,7 +60,7 @@ def train_and_score(model: str, run_dir: Path, progress: bool = True, **override
     print("\n[2/2] Answering the held-out questions with the base and the tuned model ...", flush=True)
     results = evaluate([f"tuned={run_dir}"], str(example / "heldout.jsonl"), [f"base={model}"], run_dir / "eval",
                        GenerationConfig(max_new_tokens=ANSWER_TOKENS), progress=progress)
-    answers = [json.loads(line) for line in (run_dir / "eval" / "answers.jsonl").read_text().splitlines()]
+    answers = read_jsonl(run_dir / "eval" / "answers.jsonl")
     rows = [{"id": a["id"], "question": a["question"], "base": a["answers"]["base"]["text"],
              "tuned": a["answers"]["tuned"]["text"], "base_ok": a["answers"]["base"]["key_accuracy"] == 1,
              "tuned_ok": a["answers"]["tuned"]["key_accuracy"] == 1} for a in answers]

@@ -298,3 +298,16 @@ def test_write_refuses_unknown_target_format(tmp_path):
     assert "csv" in FORMATS
     with pytest.raises(DataError, match="cannot write format 'csv'"):
         write_dataset([], tmp_path / "x.csv", "csv")
+
+
+def test_read_jsonl_keeps_line_separators_inside_strings_and_names_a_damaged_line(tmp_path):
+    from annotune.dataset.files import read_jsonl
+
+    rows = [{"id": 1, "answer": "first\u2028second"}, {"id": 2, "answer": "plain"}]
+    good = tmp_path / "answers.jsonl"
+    good.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert read_jsonl(good) == rows
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1}\n{"id": \n')
+    with pytest.raises(DataError, match=rf"{bad}:2:json: invalid JSON"):
+        read_jsonl(bad)

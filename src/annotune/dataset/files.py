@@ -38,6 +38,18 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
         return None, [Problem(str(path), line, "file", message)]
 
 
+def read_jsonl(path: Path) -> list[Any]:
+    """Every record of a JSONL (or JSON array) file annotune wrote or ships; a damaged file is a
+    :class:`DataError` naming its first problems as file:line."""
+    text, problems = read_text(Path(path))
+    records, more = json_records(str(path), text) if text is not None else ([], [])
+    if problems or more:
+        found = problems + more
+        extra = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise DataError("; ".join(str(p) for p in found[:3]) + extra)
+    return [value for _, value in records]
+
+
 def json_records(file: str, text: str) -> tuple[list[Record], list[Problem]]:
     """Records of a JSON array file or a JSONL file, told apart by the first non-blank character."""
     if text.lstrip().startswith("["):

@@ -13,6 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from annotune.dataset.files import read_jsonl
 from annotune.errors import AnnotuneError
 
 
@@ -44,7 +45,7 @@ def send(answers_file: Path, project: str, run: str, baseline: str | None, thres
          db_url: str | None = None, client=None) -> dict:
     """Create the tasks in ``project`` (local database ``db_url``, or a running workbench through ``client``, an
     :class:`annotune.annotate.client.Client`); returns counts."""
-    rows = [json.loads(line) for line in answers_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(answers_file)
     if client is not None:
         try:
             found = [p for p in client.projects() if p["name"] == project]

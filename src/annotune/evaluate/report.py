@@ -9,7 +9,7 @@ import html
 import json
 from pathlib import Path
 
-from annotune.dataset.files import write_atomically
+from annotune.dataset.files import read_jsonl, write_atomically
 
 LABELS = {"key_accuracy": "key accuracy", "exact_match": "exact match", "token_f1": "token F1",
           "rouge_l": "ROUGE-L"}
@@ -124,7 +124,7 @@ def _loss_curves(runs: list[str], run_dirs: dict[str, str]) -> str:
         file = Path(run_dirs[name]) / "metrics.jsonl"
         if not file.is_file():
             continue
-        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(file)
         train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
         val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
         if train:

@@ -38,10 +38,9 @@ class ModelResult:
 
 
 def load_probe() -> list[dict]:
-    from annotune.dataset.files import json_records, read_text
+    from annotune.dataset.files import read_jsonl
 
-    text, _ = read_text(PROBE)
-    return [row for _, row in json_records(str(PROBE), text or "")[0]]
+    return read_jsonl(PROBE)
 
 
 def probe_correct(answer: str, accept: list[str]) -> bool:

@@ -17,8 +17,7 @@ import random
 from pathlib import Path
 
 from annotune.conversation import Conversation, Message
-from annotune.dataset.files import json_records, read_text, write_atomically
-from annotune.errors import DataError
+from annotune.dataset.files import read_jsonl, write_atomically
 from annotune.paths import annotune_home
 
 PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
@@ -27,11 +26,7 @@ MAX_NEW_TOKENS = 96  # replay answers: long enough to keep the base's style, sho
 
 def load_prompts(path: Path = PROMPTS) -> list[dict]:
     """The replay prompts: ``{"id", "prompt"}`` per line."""
-    text, problems = read_text(path)
-    records, more = json_records(str(path), text or "")
-    if problems or more:
-        raise DataError("; ".join(str(p) for p in problems + more))
-    return [row for _, row in records]
+    return read_jsonl(path)
 
 
 def replay_count(share: float, n_train: int, available: int) -> int:
@@ -48,7 +43,7 @@ def base_answers(model_ref, base_identity: dict, prompts: list[dict], progress: 
     """The base model's greedy answer to every prompt (cached per base model and prompt set)."""
     cache = _cache_file(base_identity, prompts)
     if cache.is_file():
-        rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(cache)
         if [r["id"] for r in rows] == [p["id"] for p in prompts]:
             return [r["answer"] for r in rows]
     from annotune.generation.config import GenerationConfig

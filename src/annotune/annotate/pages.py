@@ -38,7 +38,6 @@ NOTICES = {"saved": ("annotation {id} saved", ("id",)),
            "reviewed": ("nothing left for you to review right now", ()),
            "created": ("project created: import records below, then add members", ()),
            "settings": ("settings saved", ()),
-
            "user_added": ("user added", ()), "user_saved": ("user changed", ()),
            "user_deleted": ("user deleted", ()), "revoked": ("{count} API token(s) revoked", ("count",)),
            "members_saved": ("members changed", ())}
@@ -123,7 +122,7 @@ async def login(request: Request) -> Response:
                                           client_address(request))
     except WorkbenchError as exc:
         response = render_page(request, "login.html", None, exc.status, error=str(exc), login_csrf=expected,
-                         next=_safe_next(str(form.get("next", "/"))), name=name)
+                               next=_safe_next(str(form.get("next", "/"))), name=name)
         if getattr(exc, "retry_after", None) is not None:
             response.headers["retry-after"] = str(exc.retry_after)  # type: ignore[attr-defined]
         return response
@@ -162,25 +161,25 @@ def project_page(name: str, request: Request, auth: CurrentAuth) -> Response:
         members = store.member_names(conn, project)
     mine = progress["per_user"].get(auth.user.name, {})
     return render_page(request, "project.html", auth, project=project, progress=progress, agreement=agreement,
-                 members=members, mine=mine, formats=exporting.EXPORT_FORMATS, kinds=importing.KINDS,
-                 data_formats=FORMATS)
+                       members=members, mine=mine, formats=exporting.EXPORT_FORMATS, kinds=importing.KINDS,
+                       data_formats=FORMATS)
 
 
 # ------------------------------------------------------------------------------------------- annotate
 
 
-def _task_page(request: Request, auth: Auth, project: store.Project, task: Task | None, status: int = 200,
-               error: str | None = None, entered: FormData | None = None, waiting: bool = False,
+def _task_page(request: Request, conn: Any, auth: Auth, project: store.Project, task: Task | None,
+               status: int = 200, error: str | None = None, entered: FormData | None = None, waiting: bool = False,
                undo: int | None = None) -> Response:
     """The task form, filled with what the user typed (after an error) or with the model's suggestion, with
-    the guidelines, what is left for the user and how long the task stays theirs."""
+    the guidelines, what is left for the user (read in the caller's transaction ``conn``) and how long the
+    task stays theirs."""
     value: dict[str, Any] = {}
     if task is not None and entered is not None:
         value = form_value(project.task_type, entered, task.payload)
     elif task is not None and project.task_type == "write" and task.payload.get("suggestion"):
         value = {"pairs": task.payload["suggestion"]["pairs"]}
-    with request.app.state.db.transaction(readonly=True) as conn:
-        left = queue.left_for(conn, project, auth.user)
+    left = queue.left_for(conn, project, auth.user)
     minutes = max(0, int((task.expires_at - time.time()) // 60)) if task is not None else 0
     return render_page(request, "task.html", auth, status, project=project, task=task, error=error, value=value,
                        entered=entered is not None, rows=write_rows(value), waiting=waiting, left=left,
@@ -195,8 +194,8 @@ def annotate(name: str, request: Request, auth: CurrentAuth, skipped: str = "") 
         project = store.project_for(conn, name, auth.user)
         task = queue.current_task(conn, project, auth.user)
         waiting = task is None and queue.has_work(conn, project, auth.user)
-    undo = int(skipped) if skipped.isdigit() and len(skipped) < 19 else None
-    return _task_page(request, auth, project, task, waiting=waiting, undo=undo)
+        undo = int(skipped) if skipped.isdigit() and len(skipped) < 19 else None
+        return _task_page(request, conn, auth, project, task, waiting=waiting, undo=undo)
 
 
 def _lease_next(request: Request, conn: Any, project: store.Project, user: store.User) -> None:
@@ -246,7 +245,7 @@ async def submit(name: str, assignment_id: int, request: Request, auth: CurrentA
                 if task is None:  # submitted or skipped already: nothing of this form to keep
                     raise
                 # the form comes back with everything typed in it, so nothing is lost
-                return _task_page(request, auth, project, task, exc.status, error=str(exc), entered=form)
+                return _task_page(request, conn, auth, project, task, exc.status, error=str(exc), entered=form)
             _lease_next(request, conn, project, auth.user)  # after a submit the next task opens by itself
         return _see(f"/p/{quote(name)}/annotate")
 
@@ -295,7 +294,7 @@ def my_annotations(name: str, request: Request, auth: CurrentAuth, page: int = 1
         items = review.list_annotations(conn, project, auth.user, limit=MINE_PAGE + 1,
                                         offset=(page - 1) * MINE_PAGE, mine=True)
     return render_page(request, "mine.html", auth, project=project, items=items[:MINE_PAGE], page=page,
-                 more=len(items) > MINE_PAGE)
+                       more=len(items) > MINE_PAGE)
 
 
 @router.get("/p/{name}/annotations/{annotation_id}/edit")
@@ -332,7 +331,7 @@ def review_page(name: str, request: Request, auth: CurrentAuth) -> Response:
         item = review.current_review(conn, project, auth.user)
         waiting = review.queue_counts(conn, project, auth.user) if item is None else None
     return render_page(request, "review.html", auth, project=project, item=item, waiting=waiting,
-                 rows=write_rows(item["value"]) if item else WRITE_ROWS)
+                       rows=write_rows(item["value"] if item else {}))
 
 
 @router.post("/p/{name}/review/next")

@@ -163,11 +163,17 @@ def next_task(conn: Connection, project: Project, user: User, lease_seconds: flo
     return Task(lease.id, record.id, project.task_type, record.payload, record.source, expires, bool(lease.swap))
 
 
-def _own_assignment(conn: Connection, project: Project, user: User, assignment_id: int) -> Any:
+def _locked_assignment(conn: Connection, project: Project, user: User, assignment_id: int) -> Any:
+    """The user's assignment ``assignment_id``, locked for this transaction, whatever its status."""
     query = _OWN.with_for_update() if conn.dialect.name == "postgresql" else _OWN
     row = conn.execute(query, {"assignment": assignment_id, "project": project.id, "user": user.id}).first()
     if row is None:
         raise NotFound(f"no task {assignment_id} of yours in project {project.name!r}")
+    return row
+
+
+def _own_assignment(conn: Connection, project: Project, user: User, assignment_id: int) -> Any:
+    row = _locked_assignment(conn, project, user, assignment_id)
     if row.status == "submitted":
         raise Conflict(f"task {assignment_id} is already submitted; edit your annotation instead")
     if row.status == "skipped":
@@ -214,10 +220,7 @@ def unskip(conn: Connection, project: Project, user: User, assignment_id: int,
     """Undo a skip: the task is the user's again, under a new lease, while the record still has a free place;
     the task leased to them after the skip is given back."""
     now = time.time() if now is None else now
-    query = _OWN.with_for_update() if conn.dialect.name == "postgresql" else _OWN
-    row = conn.execute(query, {"assignment": assignment_id, "project": project.id, "user": user.id}).first()
-    if row is None:
-        raise NotFound(f"no task {assignment_id} of yours in project {project.name!r}")
+    row = _locked_assignment(conn, project, user, assignment_id)
     if row.status != "skipped":
         raise Conflict(f"task {assignment_id} was not skipped; open it from the project page")
     record = _locked_record(conn, row.record_id)
@@ -240,7 +243,6 @@ def left_for(conn: Connection, project: Project, user: User, now: float | None =
     (their current lease counts as left)."""
     now = time.time() if now is None else now
     left = conn.execute(_LEFT, {"project": project.id, "user": user.id, "now": now}).scalar_one()
-    current = conn.execute(_CURRENT_LEASE, {"project": project.id, "user": user.id, "now": now}).first()
     total = conn.execute(sa.select(sa.func.count()).select_from(r).where(
         r.c.project_id == project.id, r.c.status != "draft")).scalar_one()
-    return {"left": left + (current is not None), "total": total}
+    return {"left": left + (current_task(conn, project, user, now) is not None), "total": total}

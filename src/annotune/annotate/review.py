@@ -24,8 +24,6 @@ DECISIONS = ("accept", "reject", "edit")
 STATUSES = ("pending", "accepted", "rejected")
 
 ann, r, u = schema.annotations, schema.records, schema.users
-
-
 REVIEW_LEASE_SECONDS = 15 * 60
 
 
@@ -123,13 +121,17 @@ def review(conn: Connection, project: Project, user: User, annotation_id: int, d
     return {"id": annotation_id, "version": new_version, "status": values["status"]}
 
 
+def _free_for(user: User, now: float) -> sa.ColumnElement:
+    """Not under another reviewer's live review lease."""
+    return sa.or_(ann.c.review_lease_expires.is_(None), ann.c.review_lease_expires <= now,
+                  ann.c.review_lease_user == user.id)
+
+
 def _reviewable(project: Project, user: User, now: float) -> sa.Select:
     """Pending annotations this reviewer may take: not leased to another reviewer, not their own (unless the
     project allows self-review); their own current lease first."""
-    query = (sa.select(ann.c.id).where(
-        ann.c.project_id == project.id, ann.c.status == "pending",
-        sa.or_(ann.c.review_lease_expires.is_(None), ann.c.review_lease_expires <= now,
-               ann.c.review_lease_user == user.id)))
+    query = sa.select(ann.c.id).where(ann.c.project_id == project.id, ann.c.status == "pending",
+                                      _free_for(user, now))
     if not project.self_review:
         query = query.where(ann.c.user_id != user.id)
     return query.order_by(sa.case((ann.c.review_lease_user == user.id, 0), else_=1), ann.c.id).limit(1)
@@ -149,10 +151,8 @@ def next_for_review(conn: Connection, project: Project, user: User,
         if found is None:
             return None
         # Taken only if still free when written: two reviewers racing for one annotation get different ones.
-        taken = conn.execute(ann.update().where(
-            ann.c.id == found.id, ann.c.status == "pending",
-            sa.or_(ann.c.review_lease_expires.is_(None), ann.c.review_lease_expires <= now,
-                   ann.c.review_lease_user == user.id)).values(
+        taken = conn.execute(ann.update().where(ann.c.id == found.id, ann.c.status == "pending",
+                                                _free_for(user, now)).values(
             review_lease_user=user.id, review_lease_expires=now + lease_seconds))
         if taken.rowcount == 1:
             return get_annotation(conn, project, user, found.id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -155,6 +156,8 @@ def main() -> None:
     names = sorted(p.name for p in DOMAINS.iterdir() if (p / "train.jsonl").is_file())
     parser.add_argument("--domains", default=",".join(names), help=f"comma-separated (default: all of {names})")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {list(SETTINGS)}")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=OPTIONS",
+                        help="an extra setting, e.g. e12='--epochs 12 --val-size 0' (repeatable; use it in --settings)")
     parser.add_argument("--model", help="base model (default: train's own default)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit in evaluation")
     parser.add_argument("--max-runs", type=int, help="train at most this many runs")
@@ -162,6 +165,11 @@ def main() -> None:
     parser.add_argument("--work", help="keep the run folders here (default: a temporary folder, removed)")
     parser.add_argument("--json", help="write the results here (default: print only)")
     args = parser.parse_args()
+    for extra in args.setting:
+        name, sep, options = extra.partition("=")
+        if not sep or not name:
+            parser.error(f"--setting {extra!r}: expected NAME=OPTIONS")
+        SETTINGS[name] = shlex.split(options)
     settings, domains = args.settings.split(","), args.domains.split(",")
     unknown = [s for s in settings if s not in SETTINGS] + [d for d in domains if d not in names]
     if unknown:

@@ -10,7 +10,11 @@ Both use completion-only loss, LoRA on all linear layers, AdamW, a cosine schedu
 gradient clipping 1.0; TRL otherwise keeps its defaults: no packing (rows padded to the longest), gradient
 checkpointing on (--no-trl-gradient-checkpointing turns it off), fused AdamW. Each trainer runs in its own process.
 
-Prints per trainer: supervised answer tokens per second of training (annotune's count of the training set x epochs,
+Prints the machine's measured matmul peak (bf16 and fp32), then per trainer: tokens per second of training (all
+tokens of the training conversations, x epochs) and model FLOPs utilisation, MFU = tokens/s x 4 x N / peak (LoRA
+costs about 4 x N FLOP per token for N frozen parameters: forward and the activation gradients; the peak of the
+precision trained in); the whole process's wall time and throughput (interpreter start, imports, model loading,
+training and saving: what a user waits for); supervised answer tokens per second of training (annotune's count of the training set x epochs,
 the same numerator for both); training wall time (model loading, data preparation and saving excluded, and for
 annotune its epoch-end validation and checkpoints, shown apart); the worker's peak RSS at the end of training; the
 validation loss measured afterwards the same way for both (mean cross-entropy per supervised token under annotune's
@@ -210,9 +214,13 @@ def worker(args: argparse.Namespace) -> None:
         outcome = run(args, Path(tmp))
         tokenizer = load_encoder(args.model)
         val_convs = load_valid(args.val_file, "openai")
+        started = time.perf_counter()
         val = validation_loss(outcome["model"], tokenizer, val_convs, args.precision)
+        val_s = time.perf_counter() - started
+    frozen = sum(p.numel() for p in outcome["model"].parameters() if not p.requires_grad)
     Path(args.result).write_text(json.dumps({"train_s": outcome["train_s"], "peak_rss_mib": outcome["peak_rss_mib"],
-                                             "val_loss": val, **outcome["extra"]}, indent=2))
+                                             "val_loss": val, "val_s": val_s, "frozen_params": frozen, **outcome["extra"]},
+                                            indent=2))
 
 
 # ---------------------------------------------------------------------------------------------------- parent
@@ -223,6 +231,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict:
     import torch
 
     from annotune.dataset import load_valid, train_val_split, write_dataset
+    from annotune.models.templates import encode
     from annotune.train.precision import resolve_precision
 
     convs = load_valid(args.data)
@@ -241,6 +250,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the device annotune's trainer picks
     return {"train": len(train), "val": len(val), "precision": resolve_precision(args.precision, device),
             "device": device, "supervised_tokens": supervised_tokens(tokenizer, train) * args.epochs,
+            "tokens": sum(len(encode(tokenizer, c).input_ids) for c in train) * args.epochs,
             "val_supervised_tokens": supervised_tokens(tokenizer, val)}
 
 
@@ -250,9 +260,16 @@ def run_worker(name: str, info: dict, workdir: Path) -> dict:
                "--precision", info["precision"], "--train-file", str(workdir / "train.jsonl"),
                "--val-file", str(workdir / "val.jsonl"), "--result", str(result)]
     print(f"running {name} ...", flush=True)
+    start = time.perf_counter()
     subprocess.run(command, check=True)
     figures = json.loads(result.read_text())
+    # The worker's own validation pass (the same for both) is not part of training: take it out of the process time.
+    figures["process_s"] = time.perf_counter() - start - figures.get("val_s", 0.0)
     figures["sup_tokens_per_s"] = info["supervised_tokens"] / figures["train_s"]
+    figures["tokens_per_s"] = info["tokens"] / figures["train_s"]
+    figures["process_tokens_per_s"] = info["tokens"] / figures["process_s"]
+    peak = info["peak_gflops"][info["precision"]]
+    figures["mfu"] = figures["tokens_per_s"] * 4 * figures["frozen_params"] / (peak * 1e9)
     return figures
 
 
@@ -271,15 +288,50 @@ def report(args: argparse.Namespace, info: dict, results: dict) -> dict:
     if t["trl_supervised_tokens_per_epoch"] * args.epochs != info["supervised_tokens"]:
         print(f"note: TRL's labels cover {t['trl_supervised_tokens_per_epoch']} tokens per epoch, annotune's "
               f"{info['supervised_tokens'] // args.epochs}")
-    print(f"\n{'trainer':<10}{'sup tok/s':>11}{'train s':>10}{'peak RSS MiB':>15}{'val loss':>11}")
+    peaks = info["peak_gflops"]
+    print(f"machine: {info['machine']}; MFU against the {info['precision']} peak {peaks[info['precision']]:.0f} GFLOP/s")
+    print(f"\n{'trainer':<10}{'tok/s':>8}{'MFU':>7}{'train s':>9}{'process s':>11}{'process tok/s':>15}"
+          f"{'sup tok/s':>11}{'peak RSS MiB':>14}{'val loss':>10}")
     for name in TRAINERS:
         r = results[name]
-        print(f"{name:<10}{r['sup_tokens_per_s']:>11.1f}{r['train_s']:>10.1f}{r['peak_rss_mib']:>15.0f}"
-              f"{r['val_loss']:>11.4f}")
-    print(f"ratio (annotune / trl): {ratio:.2f}x throughput, val loss diff {diff:+.4f} (annotune - trl)")
+        print(f"{name:<10}{r['tokens_per_s']:>8.1f}{r['mfu']:>7.1%}{r['train_s']:>9.1f}{r['process_s']:>11.1f}"
+              f"{r['process_tokens_per_s']:>15.1f}{r['sup_tokens_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
+              f"{r['val_loss']:>10.4f}")
+    process_ratio = a["process_tokens_per_s"] / t["process_tokens_per_s"]
+    print(f"ratio (annotune / trl): {ratio:.2f}x training throughput, {process_ratio:.2f}x whole process, "
+          f"val loss diff {diff:+.4f} (annotune - trl)")
     return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "train_file", "val_file",
                                                                         "result", "json")},
-            **info, "results": results, "throughput_ratio": ratio, "val_loss_diff": diff}
+            **info, "results": results, "throughput_ratio": ratio, "process_ratio": process_ratio,
+            "val_loss_diff": diff}
+
+
+def _machine() -> tuple[str, dict[str, float]]:
+    """The CPU (or GPU) and its measured matmul peak, measured here, before the trainers run."""
+    import torch
+    from machine import describe, matmul_peak
+
+    if torch.cuda.is_available():  # the GPU's peak, measured the same way
+        return torch.cuda.get_device_name(), _cuda_peak()
+    peaks = matmul_peak()
+    return describe(peaks), peaks
+
+
+def _cuda_peak() -> dict[str, float]:
+    import torch
+
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = (torch.randn(8192, 8192, dtype=dtype, device="cuda") for _ in range(2))
+        a @ b
+        torch.cuda.synchronize()
+        start, runs = time.perf_counter(), 0
+        while time.perf_counter() - start < 2:
+            a @ b
+            runs += 1
+        torch.cuda.synchronize()
+        peaks[name] = 2 * 8192 ** 3 * runs / (time.perf_counter() - start) / 1e9
+    return peaks
 
 
 def main() -> None:
@@ -293,6 +345,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         workdir = Path(tmp)
         info = prepare(args, workdir)
+        info["machine"], info["peak_gflops"] = _machine()
         print(f"precision: {info['precision']} (requested {args.precision}), device {info['device']}", flush=True)
         results = {name: run_worker(name, info, workdir) for name in TRAINERS}
     figures = report(args, info, results)

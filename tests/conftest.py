@@ -89,7 +89,10 @@ def write_chats(path: Path, pairs: list[tuple[str, str]], system: str | None = "
     return path
 
 
-QA = [(f"How do I reset device {i}?", f"Hold button {i} for {i + 3} seconds.") for i in range(12)]
+# Six facts asked two ways, like real domain data: the validation split takes only phrasings of facts that stay
+# in training (dataset.split.covered_split).
+QA = [(question.format(i=i), f"Hold button {i} for {i + 3} seconds.") for i in range(6)
+      for question in ("How do I reset device {i}?", "What resets device {i}?")]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ class TrainConfig(BaseModel):
     format: str | None = Field(None, description="Data format; detected from the file when unset.")
     model: str = Field("smollm2-135m", description="Base model: hub id, local folder, .gguf file, or 'smollm2-135m'.")
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning.")
-    epochs: int = Field(4, ge=1, description="Passes over the training data.")
+    epochs: int | None = Field(None, ge=1, description="Passes over the training data (default: from the data's size, about 200 optimizer steps, 1 to 16 epochs).")
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (cosine decay after warmup).")
     batch_size: int = Field(4, ge=1, description="Conversations per micro-batch (per process), packed into one row.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
@@ -36,8 +36,10 @@ class TrainConfig(BaseModel):
     lora_targets: str = Field("all-linear", description="Modules that get adapters: 'all-linear' or comma-separated names.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where supported (auto), or force.")
     seed: int = Field(42, description="Seed for data order, split, initialisation and dropout.")
-    val_size: float = Field(0.1, ge=0, description="Validation share (0-1) or count (>=1) split off --data.")
-    replay: float = Field(0.0, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (e.g. 0.25; keeps everyday answers, costs domain accuracy at the default length).")
+    val_size: float = Field(0.1, ge=0, description="Validation share (0-1) or count (>=1) split off --data; only conversations whose answers other training conversations also give, so no fact is lost to validation.")
+    keep_best: bool = Field(True, description="Save the epoch with the best validation answer-token accuracy, not the last.")
+    patience: int = Field(3, ge=0, description="Stop after this many epochs without a better validation accuracy (0: never; needs a validation set).")
+    replay: float = Field(0.25, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (0: none).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of optimizer steps spent warming up the lr.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
@@ -88,7 +90,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]
         flag = "--" + name.replace("_", "-")
         kind = _arg_type(field.annotation)
         default = field.default_factory() if field.default_factory else field.default
-        help_text = f"{field.description} (default: {default})"
+        help_text = field.description if "(default:" in field.description else f"{field.description} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
             continue

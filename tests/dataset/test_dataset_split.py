@@ -6,6 +6,7 @@ import pytest
 
 from annotune.conversation import Conversation, Message
 from annotune.dataset import train_val_split
+from annotune.dataset.split import FILL_FROM, covered_split
 from annotune.errors import AnnotuneError, DataError
 
 
@@ -62,3 +63,54 @@ def test_no_training_data_left_is_refused(val_size):
 def test_invalid_val_size_is_refused(val_size):
     with pytest.raises(AnnotuneError):
         train_val_split(make(10), val_size, seed=0)
+
+
+def paraphrased(facts: int, phrasings: int) -> list[Conversation]:
+    """``phrasings`` questions per fact, all with the fact's one answer."""
+    return [Conversation([Message("user", f"question {p} about fact {f}"), Message("assistant", f"Fact {f} is {f}.")],
+                         {"id": f * phrasings + p}) for f in range(facts) for p in range(phrasings)]
+
+
+def answers(conversations: list[Conversation]) -> set[str]:
+    return {m.content for c in conversations for m in c.messages if m.role == "assistant"}
+
+
+@pytest.mark.parametrize("phrasings", [2, 3])
+def test_covered_split_keeps_every_fact_in_training(phrasings):
+    data = paraphrased(30, phrasings)
+    for seed in range(20):
+        train, val = covered_split(data, 0.5, seed)
+        assert answers(train) == answers(data)  # no fact left out, however many phrasings go to validation
+        assert sorted(ids(train) + ids(val)) == list(range(len(data)))
+    # With 2 phrasings at most one per fact can go: 30 of the 60 asked for.
+    train, val = covered_split(paraphrased(30, 2), 0.9, 0)
+    assert len(val) == 30 and len(answers(val)) == 30
+
+
+def test_covered_split_takes_the_requested_share_when_it_can():
+    train, val = covered_split(paraphrased(40, 3), 0.1, 5)
+    assert len(val) == 12 and len(train) == 108
+    assert covered_split(paraphrased(40, 3), 0.1, 5) == (train, val)  # deterministic
+
+
+def test_covered_split_of_small_data_without_repeats_has_no_validation():
+    data = make(50)
+    train, val = covered_split(data, 0.1, 0)
+    assert (len(train), len(val)) == (50, 0)
+
+
+def test_covered_split_of_large_data_fills_validation_at_random():
+    data = make(FILL_FROM)
+    train, val = covered_split(data, 0.1, 0)
+    assert len(val) == FILL_FROM // 10 and len(train) == FILL_FROM - len(val)
+
+
+def test_covered_split_multi_turn_needs_every_answer_taught():
+    """A two-turn chat may leave only when both of its answers are given elsewhere in training."""
+    turns = lambda a, b, i: Conversation(  # noqa: E731
+        [Message("user", "q"), Message("assistant", a), Message("user", "q2"), Message("assistant", b)], {"id": i})
+    data = [turns("A", "B", 0), turns("B", "C", 1), turns("C", "A", 2), turns("A", "D", 3)]
+    for seed in range(10):
+        train, val = covered_split(data, 3, seed)
+        assert answers(train) == {"A", "B", "C", "D"}
+        assert 3 not in ids(val)  # its answer D is given nowhere else

@@ -19,9 +19,15 @@ def _train_args(tiny, data, out, *extra):
             "--batch-size", "2", "--lr", "5e-3", "--val-size", "2", "--no-progress", *extra]
 
 
+def _paraphrased(path: Path, n: int) -> Path:
+    """Two questions per answer: the validation split takes phrasings of facts that stay in training."""
+    return write_chats(path, [(f"Question {i}?", f"Answer number {i // 2}.") for i in range(n)])
+
+
 def test_resume_after_kill_9_matches_uninterrupted_run(tiny, tmp_path):
-    data = write_chats(tmp_path / "d.jsonl", [(f"Question {i}?", f"Answer number {i}.") for i in range(8)])
-    epochs = ["--epochs", "60", "--save-every", "5", "--lora-dropout", "0.1"]
+    data = _paraphrased(tmp_path / "d.jsonl", 8)
+    # No early stop, so the run is surely still going at the kill; the best epoch is still tracked and saved.
+    epochs = ["--epochs", "60", "--save-every", "5", "--lora-dropout", "0.1", "--patience", "0"]
     reference = tmp_path / "reference"
     done = run_cli(*_train_args(tiny, data, reference, *epochs))
     assert done.returncode == 0, done.stderr
@@ -41,13 +47,16 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tiny, tmp_path):
     resumed = run_cli("train", "--resume", "--out", str(killed), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert abs(_final_val_loss(killed) - _final_val_loss(reference)) < 1e-3
+    best, best_again = (json.loads((run / "run.json").read_text())["best"] for run in (reference, killed))
+    assert best["epoch"] == best_again["epoch"] and abs(best["val_loss"] - best_again["val_loss"]) < 1e-3
+    assert not (killed / "best.pt").exists()
     rows = [json.loads(r) for r in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))  # no duplicated or missing steps
     assert len(rows) > steps_before
 
 
 def test_two_process_ddp_matches_single_process_gradient_accumulation(tiny, tmp_path):
-    data = write_chats(tmp_path / "d.jsonl", [(f"Question {i}?", f"Answer number {i}.") for i in range(10)])
+    data = _paraphrased(tmp_path / "d.jsonl", 10)
     single = tmp_path / "single"
     one = run_cli(*_train_args(tiny, data, single, "--epochs", "3", "--grad-accum", "2"))
     assert one.returncode == 0, one.stderr

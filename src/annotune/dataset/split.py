@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from annotune.conversation import Conversation
 from annotune.errors import AnnotuneError, DataError
 
+FILL_FROM = 1000  # conversations: from here on a random validation row may take a fact out of training
+
 
 def _validation_count(total: int, val_size: float | int) -> int:
     """How many examples go to validation; ``val_size`` is a fraction in (0, 1) or a count."""
@@ -44,6 +46,57 @@ def train_val_split(
             "lower --val-size or add data"
         )
     chosen = set(random.Random(seed).sample(range(total), count))
+    return _parts(conversations, chosen)
+
+
+def covered_split(
+    conversations: Sequence[Conversation],
+    val_size: float | int,
+    seed: int,
+) -> tuple[list[Conversation], list[Conversation]]:
+    """``(train, val)`` where every validation answer is still taught by a training conversation.
+
+    Instruction data for a domain often asks the same fact several ways with the same answer. A plain random split
+    of a small set of such data takes facts out of training altogether (every phrasing of a fact can land in
+    validation) and measures nothing the model could have learnt. Here a conversation goes to validation only when
+    each answer it trains on is also given in a conversation that stays in training: validation then asks a known
+    fact in a new way, which is what held-out paraphrases test. Candidates are taken in a seeded random order, at
+    most ``val_size`` of them. Small data with too few repeated answers gets a smaller validation set (none, if no
+    answer repeats) rather than lose facts; from ``FILL_FROM`` conversations on, one conversation is a small share
+    of the data and the rest of the validation set is drawn at random as usual.
+    """
+    total = len(conversations)
+    count = _validation_count(total, val_size)
+    if count >= total:
+        train_val_split(conversations, val_size, seed)  # the same refusal
+    counts: dict[str, int] = {}
+    answers = [_answers(c) for c in conversations]
+    for found in answers:
+        for answer in found:
+            counts[answer] = counts.get(answer, 0) + 1
+    order = list(range(total))
+    random.Random(seed).shuffle(order)
+    chosen: set[int] = set()
+    for i in order:
+        if len(chosen) >= count:
+            break
+        if answers[i] and all(counts[a] >= 2 for a in answers[i]):
+            chosen.add(i)
+            for answer in answers[i]:
+                counts[answer] -= 1
+    if len(chosen) < count and total >= FILL_FROM:
+        rest = [i for i in range(total) if i not in chosen]
+        chosen.update(random.Random(seed).sample(rest, count - len(chosen)))
+    return _parts(conversations, chosen)
+
+
+def _answers(conversation: Conversation) -> set[str]:
+    """The trained assistant answers of a conversation, compared without case and surrounding space."""
+    return {" ".join(m.content.split()).lower() for i, m in enumerate(conversation.messages)
+            if conversation.trains_on(i)}
+
+
+def _parts(conversations: Sequence[Conversation], chosen: set[int]) -> tuple[list[Conversation], list[Conversation]]:
     train = [c for i, c in enumerate(conversations) if i not in chosen]
     val = [c for i, c in enumerate(conversations) if i in chosen]
     return train, val

@@ -28,6 +28,29 @@ def make_trainable(model, cfg: TrainConfig):
         raise AnnotuneError(f"--lora-targets {targets}: {exc}") from None
 
 
+@torch.no_grad()
+def freeze_base_in_bf16(model) -> int:
+    """Store the frozen weights of a LoRA model's linear layers in bf16 once, for bf16 training.
+
+    Under bf16 autocast every linear layer casts its fp32 weight to bf16 on every forward; a frozen weight never
+    changes, so casting it once gives the same numbers without the per-step copy (and halves its memory). Trainable
+    weights (the adapters) stay fp32. A head tied to the input embedding gets its own bf16 copy: the embedding
+    lookup keeps fp32, so the residual stream is exactly what autocast gives. Returns how many tensors changed.
+    """
+    changed = 0
+    for module in model.modules():
+        if type(module) is not torch.nn.Linear or module.weight.requires_grad or module.weight.dtype != torch.float32:
+            continue
+        for name in ("weight", "bias"):
+            param = getattr(module, name)
+            if param is None or param.requires_grad:
+                continue
+            copy = param.detach().to(torch.bfloat16)  # a new tensor: a tied embedding keeps its fp32 storage
+            setattr(module, name, torch.nn.Parameter(copy, requires_grad=False))
+            changed += 1
+    return changed
+
+
 def _base(model):
     """The transformers model under a PEFT wrapper."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model

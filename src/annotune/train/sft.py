@@ -25,10 +25,16 @@ from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
 from annotune.runs import read_run_info
-from annotune.train import batching, checkpoint, rundir
+from annotune.train import batching, checkpoint, length, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.metrics import MetricsLog, plot_losses
-from annotune.train.model_setup import make_trainable, packing_supported, save_weights, supports_logits_to_keep
+from annotune.train.model_setup import (
+    freeze_base_in_bf16,
+    make_trainable,
+    packing_supported,
+    save_weights,
+    supports_logits_to_keep,
+)
 from annotune.train.precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,8 @@ class Loop:
     steps_per_epoch: int
     total_steps: int
     start_step: int = 0
+    best: length.Best | None = None  # with a validation set and keep_best: the best epoch so far
+    steps_done: int = 0
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -82,7 +90,8 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def _read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list[Conversation]]:
-    from annotune.dataset import load_valid, train_val_split
+    from annotune.dataset import load_valid
+    from annotune.dataset.split import covered_split
 
     if cfg.resume:  # the run's own split, exactly as trained: the original files may have changed since
         saved = run_dir / "data"
@@ -96,7 +105,7 @@ def _read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], lis
     if cfg.val_data:
         return convs, load_valid(cfg.val_data, cfg.format)
     val_size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
-    return train_val_split(convs, val_size, cfg.seed)
+    return covered_split(convs, val_size, cfg.seed)  # no fact of a small set is lost to validation
 
 
 def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[Encoded]:
@@ -144,6 +153,11 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
     if not cfg.resume:  # a resumed run's saved data holds its replay chats already
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
+    auto_length = cfg.epochs is None
+    if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
+        groups = math.ceil(len(train_convs) / cfg.batch_size)
+        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(
+            batching.steps_per_epoch(groups, cfg.grad_accum, dist.world))})
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
     template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
@@ -154,7 +168,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
         rundir.create(run_dir, cfg)
     dist.barrier()
     try:
-        return _setup_training(cfg, dist, run_dir, model_ref, tokenizer, template, data, applied)
+        return _setup_training(cfg, dist, run_dir, model_ref, tokenizer, template, data, applied, auto_length)
     except BaseException:
         if dist.main and not cfg.resume:  # a set-up that failed leaves no half-made run to trip over
             rundir.remove_unfinished(run_dir)
@@ -186,11 +200,13 @@ def _resumed_model(run_dir: Path):
 
 
 def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, tokenizer, template: str,
-                    data: Data, applied: list[str]) -> Loop:
+                    data: Data, applied: list[str], auto_length: bool = False) -> Loop:
     precision = resolve_precision(cfg.precision, dist.device)
     model = load_model(model_ref, device=dist.device)
     packed = packing_supported(model, dist.device)
     model = make_trainable(model, cfg)
+    if cfg.method == "lora" and precision == "bf16":
+        freeze_base_in_bf16(model)
     n_groups = math.ceil(len(data.train) / cfg.batch_size)
     per_epoch = batching.steps_per_epoch(n_groups, cfg.grad_accum, dist.world)
     total = per_epoch * cfg.epochs
@@ -200,9 +216,10 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
 
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     if dist.main and not cfg.resume:
-        _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision)
+        _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision, auto_length)
     loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
-                tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total)
+                tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
+                best=length.Best(cfg.patience) if cfg.keep_best and data.val else None)
     if dist.enabled:
         # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
         loop.model = torch.nn.parallel.DistributedDataParallel(
@@ -212,7 +229,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     return loop
 
 
-def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision) -> None:
+def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision, auto_length) -> None:
     from annotune.dataset import write_dataset
 
     (run_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
@@ -227,6 +244,7 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, preci
                   "replay": sum(c.meta.get("source") == "replay" for c in data.train_convs)},
         supervised_tokens={"train": sum(e.supervised for e in data.train)},
         stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),
+        epochs={"planned": cfg.epochs, "chosen_by": "data size" if auto_length else "--epochs"},
     )
 
 
@@ -244,6 +262,8 @@ def _resume(loop: Loop, applied: list[str]) -> None:
         raise AnnotuneError(f"--resume: {loop.run_dir} has no complete checkpoint; start it again with --overwrite")
     state = checkpoint.load(found[-1], _unwrap(loop.model), loop.optimizer, loop.scheduler, loop.dist.rank)
     loop.start_step = state["step"]
+    if loop.best is not None:
+        loop.best.load(loop.run_dir, loop.start_step // loop.steps_per_epoch)
     if not loop.dist.main:
         return
     for change in applied:
@@ -270,6 +290,11 @@ def _micro_batch(loop: Loop, group: list[Encoded]) -> batching.MicroBatch:
 
 def _loss_sum(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tensor:
     """Summed cross-entropy over the batch's supervised positions."""
+    return F.cross_entropy(_logits(loop, batch, model), batch.targets, reduction="sum")
+
+
+def _logits(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tensor:
+    """fp32 logits at the batch's supervised positions, [supervised, vocab]."""
     model = model or loop.model
     kwargs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
                   use_cache=False)
@@ -278,7 +303,7 @@ def _loss_sum(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tenso
             logits = model(**kwargs, logits_to_keep=batch.keep).logits[0]
         else:
             logits = model(**kwargs).logits.flatten(0, 1)[batch.keep]
-    return F.cross_entropy(logits.float(), batch.targets, reduction="sum")
+    return logits.float()
 
 
 def _train_step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) -> dict:
@@ -312,21 +337,24 @@ def _train_step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) 
 
 
 @torch.no_grad()
-def evaluate_loss(loop: Loop) -> float | None:
-    """Mean cross-entropy per supervised token on the validation set (sharded over processes)."""
+def evaluate_loss(loop: Loop) -> tuple[float, float] | None:
+    """Mean cross-entropy per supervised token on the validation set, and the share of those tokens the model
+    would pick itself (teacher-forced argmax), sharded over processes."""
     if not loop.data.val:
         return None
     model = _unwrap(loop.model)  # no DDP wrapper: ranks may hold different numbers of validation batches
     model.eval()
     groups = batching.epoch_batches(loop.data.val, loop.cfg.batch_size, 0, 0, shuffle=False)
-    loss, count = 0.0, 0
+    loss, right, count = 0.0, 0, 0
     for group in groups[loop.dist.rank::loop.dist.world]:
         batch = _micro_batch(loop, group)
-        loss += _loss_sum(loop, batch, model).item()
+        logits = _logits(loop, batch, model)
+        loss += F.cross_entropy(logits, batch.targets, reduction="sum").item()
+        right += int((logits.argmax(-1) == batch.targets).sum())
         count += batch.supervised
     model.train()
-    loss, count = loop.dist.sum(loss, count)
-    return loss / count
+    loss, right, count = loop.dist.sum(loss, right, count)
+    return loss / count, right / count
 
 
 def _train(loop: Loop) -> None:
@@ -346,20 +374,27 @@ def _train(loop: Loop) -> None:
                 row = {"step": step, "epoch": round(step / loop.steps_per_epoch, 4), "loss": result["loss"],
                        "lr": loop.scheduler.get_last_lr()[0], "grad_norm": result["grad_norm"],
                        "tokens_per_s": tokens_done / elapsed}
-                _after_step(loop, metrics, bar, row, epoch_end=step_in_epoch == loop.steps_per_epoch - 1)
+                if _after_step(loop, metrics, bar, row, epoch_end=step_in_epoch == loop.steps_per_epoch - 1):
+                    return
     finally:
+        loop.steps_done = step
         if bar is not None:
             bar.close()
         if metrics is not None:
             metrics.close()
 
 
-def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_end: bool) -> None:
+def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_end: bool) -> bool:
+    """Validate, log, checkpoint; True when training should stop early."""
     cfg, step = loop.cfg, row["step"]
     if epoch_end or (cfg.eval_every and step % cfg.eval_every == 0):
         val = evaluate_loss(loop)
         if val is not None:
-            row["val_loss"] = val
+            row["val_loss"], row["val_accuracy"] = val
+            if epoch_end and loop.best is not None:
+                epoch = step // loop.steps_per_epoch
+                if loop.best.update(epoch, row["val_accuracy"], row["val_loss"]) and loop.dist.main:
+                    loop.best.save(loop.run_dir, _unwrap(loop.model))
     if metrics is not None and (step % cfg.log_every == 0 or "val_loss" in row or step == loop.total_steps):
         metrics.write(row)
     if bar is not None:
@@ -372,6 +407,12 @@ def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_en
         bar.set_postfix(post, refresh=False)
     if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and epoch_end):
         _checkpoint(loop, step)
+    stop = epoch_end and loop.best is not None and loop.best.stop and step < loop.total_steps
+    if stop and loop.dist.main:
+        log.warning("Stopping early after epoch %d: validation accuracy has not improved for %d epochs (best: "
+                    "epoch %d, %.1f%%)", step // loop.steps_per_epoch, loop.best.since, loop.best.epoch,
+                    100 * loop.best.accuracy)
+    return stop
 
 
 def _checkpoint(loop: Loop, step: int) -> None:
@@ -403,12 +444,22 @@ def _progress(loop: Loop):
 def _save(loop: Loop) -> None:
     if not loop.dist.main:
         return
-    save_weights(_unwrap(loop.model), loop.run_dir, loop.cfg.method)
+    model, best = _unwrap(loop.model), loop.best
+    last_epoch = loop.steps_done // loop.steps_per_epoch
+    if best is not None and best.epoch is not None and best.epoch != last_epoch:
+        best.restore(loop.run_dir, model)
+        log.warning("Saving the weights of epoch %d, the best on validation (%.1f%% answer tokens right, loss %.4f)",
+                    best.epoch, 100 * best.accuracy, best.loss)
+    save_weights(model, loop.run_dir, loop.cfg.method)
     metrics_file = loop.run_dir / "metrics.jsonl"
     rows = MetricsLog.read_rows(metrics_file)
     train_losses = [r["loss"] for r in rows if "loss" in r]
     val_losses = [r["val_loss"] for r in rows if "val_loss" in r]
     plot_losses(metrics_file, loop.run_dir / "loss.png")
-    rundir.write_run_info(loop.run_dir, status="complete", steps=loop.total_steps,
+    rundir.write_run_info(loop.run_dir, status="complete", steps=loop.steps_done,
                           final={"train_loss": train_losses[-1] if train_losses else None,
-                                 "val_loss": val_losses[-1] if val_losses else None})
+                                 "val_loss": val_losses[-1] if val_losses else None},
+                          epochs={**read_run_info(loop.run_dir).get("epochs", {}), "trained": last_epoch},
+                          best=best.summary() if best is not None else None)
+    if best is not None:
+        best.discard(loop.run_dir)

@@ -1,0 +1,84 @@
+"""How long to train, and which epoch's weights to keep.
+
+Teaching a model facts takes many passes over a small set and one pass over a large one. When --epochs is not
+given, the length follows the data: enough epochs for about ``TARGET_STEPS`` optimizer steps, at least one and at
+most ``MAX_EPOCHS`` (see docs/training.md for how these were chosen on the domain sets of benchmarks/domains/).
+
+With a validation set, every epoch ends with its loss and its answer-token accuracy (the share of answer tokens
+the model would pick itself, teacher-forced). The weights of the epoch with the best accuracy (ties: the lower
+loss) are the ones saved, and training stops early once ``patience`` epochs in a row did not beat it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+TARGET_STEPS = 200
+MAX_EPOCHS = 16
+FILE = "best.pt"
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """Epochs for about TARGET_STEPS optimizer steps, within [1, MAX_EPOCHS]."""
+    return max(1, min(MAX_EPOCHS, math.ceil(TARGET_STEPS / max(1, steps_per_epoch))))
+
+
+@dataclass
+class Best:
+    """The best validated epoch so far. Its trainable weights live in the run folder (``best.pt``, written by the
+    main process), so a resumed run still knows them; the file is removed once the run is saved."""
+
+    patience: int
+    epoch: int | None = None
+    accuracy: float = -1.0
+    loss: float = math.inf
+    since: int = 0  # epochs validated since the best
+
+    def update(self, epoch: int, accuracy: float, loss: float) -> bool:
+        """Record an epoch's validation; True when it is the new best."""
+        if accuracy > self.accuracy or (accuracy == self.accuracy and loss < self.loss):
+            self.epoch, self.accuracy, self.loss, self.since = epoch, accuracy, loss, 0
+            return True
+        self.since += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.patience > 0 and self.since >= self.patience
+
+    def summary(self) -> dict | None:
+        if self.epoch is None:
+            return None
+        return {"epoch": self.epoch, "val_accuracy": self.accuracy, "val_loss": self.loss}
+
+    def save(self, run_dir: Path, model) -> None:
+        from annotune.train.checkpoint import trainable_state
+
+        tmp = run_dir / f"{FILE}.tmp"
+        torch.save({"summary": self.summary(), "weights": trainable_state(model)}, tmp)
+        os.replace(tmp, run_dir / FILE)
+
+    def load(self, run_dir: Path, epochs_done: int) -> None:
+        """At a resume: the best epoch up to the checkpoint (its weights stay on disk)."""
+        file = run_dir / FILE
+        if not file.is_file():
+            return
+        summary = torch.load(file, weights_only=True)["summary"]
+        if summary["epoch"] <= epochs_done:
+            self.epoch, self.accuracy, self.loss = summary["epoch"], summary["val_accuracy"], summary["val_loss"]
+            self.since = epochs_done - self.epoch
+
+    @torch.no_grad()
+    def restore(self, run_dir: Path, model) -> None:
+        weights = torch.load(run_dir / FILE, weights_only=True)["weights"]
+        params = dict(model.named_parameters())
+        for name, value in weights.items():
+            params[name].copy_(value)
+
+    def discard(self, run_dir: Path) -> None:
+        (run_dir / FILE).unlink(missing_ok=True)

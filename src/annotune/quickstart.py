@@ -2,9 +2,9 @@
 
 The example (examples/support) holds a fictional company's support knowledge that no base model can know. The
 model trains on several phrasings of each fact and is scored by `annotune evaluate` on other phrasings held out
-from training: an answer counts as correct when it contains the fact's key string (case-insensitive). The held-out
-questions are only ever the test: training uses no validation split of them (nor of anything else), and nothing
-is chosen on them.
+from training: an answer counts as correct when it contains the fact's key string (case-insensitive). Training runs
+with `annotune train`'s defaults; its validation split (which picks the epoch saved) comes from the training chats.
+The held-out questions are only ever the test: nothing is chosen on them.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def train_and_score(model: str, run_dir: Path, progress: bool = True, **override
 
     example = example_dir()
     cfg = TrainConfig(**{"data": str(example / "train.jsonl"), "model": model, "out": str(run_dir),
-                         "overwrite": True, "val_size": 0, "progress": progress, **overrides})
+                         "overwrite": True, "progress": progress, **overrides})
     started = time.perf_counter()
     train(cfg)
     train_seconds = time.perf_counter() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 
 import torch
@@ -49,6 +50,21 @@ def freeze_base_in_bf16(model) -> int:
             setattr(module, name, torch.nn.Parameter(copy, requires_grad=False))
             changed += 1
     return changed
+
+
+def add_embedding_noise(model, alpha: float):
+    """NEFTune: uniform noise on the input embeddings while training, of size alpha / sqrt(length x width).
+
+    The noise comes from torch's global generator, whose state checkpoints save, so a resumed run draws the same.
+    Evaluation (model.eval()) and generation see no noise. Returns the hook's handle.
+    """
+    def hook(module, args, output):
+        if not module.training:
+            return output
+        scale = alpha / math.sqrt(output.size(-2) * output.size(-1))
+        return output + torch.empty_like(output).uniform_(-scale, scale)
+
+    return model.get_input_embeddings().register_forward_hook(hook)
 
 
 def _base(model):

@@ -29,6 +29,7 @@ from annotune.train import batching, checkpoint, length, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.metrics import MetricsLog, plot_losses
 from annotune.train.model_setup import (
+    add_embedding_noise,
     freeze_base_in_bf16,
     make_trainable,
     packing_supported,
@@ -207,6 +208,8 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     model = make_trainable(model, cfg)
     if cfg.method == "lora" and precision == "bf16":
         freeze_base_in_bf16(model)
+    if cfg.neftune:
+        add_embedding_noise(model, cfg.neftune)
     n_groups = math.ceil(len(data.train) / cfg.batch_size)
     per_epoch = batching.steps_per_epoch(n_groups, cfg.grad_accum, dist.world)
     total = per_epoch * cfg.epochs

@@ -1,0 +1,109 @@
+"""Training length from the data's size, the best validated epoch's weights, early stopping, bf16 base weights."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from annotune.config import TrainConfig
+from annotune.train import length, sft
+from annotune.train.length import MAX_EPOCHS, TARGET_STEPS, Best, auto_epochs
+from annotune.train.model_setup import freeze_base_in_bf16
+
+
+def test_auto_epochs_scale_with_the_data():
+    assert auto_epochs(1) == MAX_EPOCHS  # a handful of chats: as many passes as allowed
+    assert auto_epochs(TARGET_STEPS // 4) == 4
+    assert auto_epochs(TARGET_STEPS) == 1
+    assert auto_epochs(30_000) == 1  # a large set: one pass
+    lengths = [auto_epochs(n) * n for n in range(1, 400)]
+    assert all(steps >= min(n * MAX_EPOCHS, TARGET_STEPS) for n, steps in zip(range(1, 400), lengths))
+
+
+def test_best_keeps_the_highest_accuracy_and_stops_after_patience():
+    best = Best(patience=2)
+    assert best.update(1, 0.5, 2.0) and best.update(2, 0.7, 1.5)
+    assert not best.update(3, 0.7, 1.6)  # a tie on accuracy with a higher loss is not better
+    assert not best.stop
+    assert not best.update(4, 0.6, 1.0)
+    assert best.stop and best.summary() == {"epoch": 2, "val_accuracy": 0.7, "val_loss": 1.5}
+    assert best.update(5, 0.7, 1.4)  # the same accuracy at a lower loss is
+    assert not best.stop
+    assert not Best(patience=0).stop
+
+
+def _cfg(tiny, chats, out, **kw):
+    return TrainConfig(**{**dict(data=str(chats), model=str(tiny), out=str(out), batch_size=4, lr=1e-2, val_size=2,
+                                 progress=False, lora_r=4, lora_alpha=8, replay=0, keep_checkpoints=100), **kw})
+
+
+def test_default_length_is_chosen_from_the_data_and_recorded(tiny, chats, tmp_path):
+    run = sft.train(_cfg(tiny, chats, tmp_path / "run", patience=0))
+    info = json.loads((run / "run.json").read_text())
+    # 12 chats, 2 to validation: 10 / batch 4 = 3 steps per epoch.
+    assert info["epochs"] == {"planned": auto_epochs(3), "chosen_by": "data size", "trained": auto_epochs(3)}
+    assert info["steps"] == 3 * auto_epochs(3)
+    assert f"epochs: {auto_epochs(3)}" in (run / "config.yaml").read_text()  # what a resume continues with
+
+
+def test_the_saved_adapter_is_the_best_validated_epochs(tiny, chats, tmp_path, monkeypatch):
+    """With accuracy made to peak at epoch 2, the adapter saved is epoch 2's checkpoint, not the last epoch's."""
+    scores = iter([(2.0, 0.2), (1.0, 0.9), (1.5, 0.4), (1.6, 0.3), (1.7, 0.3), (1.8, 0.3)])
+    real = sft.evaluate_loss
+    monkeypatch.setattr(sft, "evaluate_loss", lambda loop: (real(loop), next(scores))[1])
+    run = sft.train(_cfg(tiny, chats, tmp_path / "run", epochs=6, patience=2))
+    info = json.loads((run / "run.json").read_text())
+    assert info["best"] == {"epoch": 2, "val_accuracy": 0.9, "val_loss": 1.0}
+    assert info["epochs"]["trained"] == 4 and info["steps"] == 12  # stopped after 2 epochs without a better one
+    saved = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    at_best = load_file(str(run / "checkpoints" / "step-0000006" / "trainable.safetensors"))
+    last = load_file(str(run / "checkpoints" / "step-0000012" / "trainable.safetensors"))
+    name = next(iter(at_best))
+    assert torch.equal(saved[name.replace(".default", "")], at_best[name])
+    assert not torch.equal(saved[name.replace(".default", "")], last[name])
+    assert not (run / length.FILE).exists()
+
+
+def test_no_validation_set_means_the_last_epoch_is_saved(tiny, chats, tmp_path):
+    run = sft.train(_cfg(tiny, chats, tmp_path / "run", epochs=2, val_size=0))
+    info = json.loads((run / "run.json").read_text())
+    assert info["best"] is None and info["steps"] == 6
+
+
+def test_frozen_base_weights_in_bf16_give_the_same_loss_as_autocast(tiny):
+    from annotune.models.loading import load_model, resolve_model
+    from annotune.train.model_setup import make_trainable
+
+    cfg = TrainConfig(model=str(tiny), lora_r=4, lora_alpha=8)
+    ids = torch.randint(3, 100, (1, 12), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for cast in (False, True):
+        torch.manual_seed(0)
+        model = make_trainable(load_model(resolve_model(str(tiny))), cfg)
+        if cast:
+            assert freeze_base_in_bf16(model) > 0
+            frozen = [p for p in model.parameters() if not p.requires_grad and p.dim() == 2]
+            assert any(p.dtype == torch.bfloat16 for p in frozen)
+            assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+            assert model.get_input_embeddings().weight.dtype == torch.float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses.append(model(input_ids=ids, labels=ids).loss.float())
+    assert losses[0].item() == pytest.approx(losses[1].item(), abs=1e-6)
+
+
+def test_neftune_noise_only_while_training(tiny):
+    from annotune.models.loading import load_model, resolve_model
+    from annotune.train.model_setup import add_embedding_noise
+
+    model = load_model(resolve_model(str(tiny)))
+    ids = torch.randint(3, 100, (1, 10), generator=torch.Generator().manual_seed(0))
+    model.eval()
+    clean = model(input_ids=ids).logits
+    handle = add_embedding_noise(model, 5.0)
+    assert torch.equal(model(input_ids=ids).logits, clean)  # evaluation and generation see none
+    model.train()
+    noisy = model.get_input_embeddings()(ids) - model.get_input_embeddings().weight[ids]
+    scale = 5.0 / (10 * model.config.hidden_size) ** 0.5
+    assert 0 < noisy.abs().max() <= scale + 1e-6
+    handle.remove()

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 TRAINERS = ("annotune", "trl")
+# annotune with one speed lever turned off, to measure what it buys side by side (--variants)
+VARIANTS = ("annotune-autocast-base",)  # frozen base weights left in fp32 and cast by autocast on every step
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trl-gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                    help="TRL's SFTConfig default is on (default: on)")
     # Internal: how the parent starts one worker.
-    p.add_argument("--worker", choices=TRAINERS, help=argparse.SUPPRESS)
+    p.add_argument("--variants", action="store_true",
+                   help=f"also run {', '.join(VARIANTS)} (annotune with a speed lever off)")
+    p.add_argument("--worker", choices=TRAINERS + VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--train-file", help=argparse.SUPPRESS)
     p.add_argument("--val-file", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -168,6 +172,7 @@ def prompt_completion_rows(convs) -> list[dict]:
 def run_trl(args: argparse.Namespace, workdir: Path) -> dict:
     """TRL's SFTTrainer on the same conversations; only trainer.train() is timed."""
     import datasets
+    import torch
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -187,7 +192,8 @@ def run_trl(args: argparse.Namespace, workdir: Path) -> dict:
         max_length=args.max_length, bf16=args.precision == "bf16", fp16=False, completion_only_loss=True,
         # activation_checkpointing is transformers 5's name for TRL's gradient_checkpointing (TRL default: on)
         activation_checkpointing=args.trl_gradient_checkpointing, logging_strategy="no", save_strategy="no",
-        eval_strategy="no", report_to="none", disable_tqdm=True, seed=args.seed)
+        eval_strategy="no", report_to="none", disable_tqdm=True, seed=args.seed,
+        use_cpu=not torch.cuda.is_available())  # transformers refuses bf16 on a CPU unless told it is one
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM", bias="none")
     rows = datasets.Dataset.from_list(prompt_completion_rows(train_convs))
@@ -210,7 +216,11 @@ def worker(args: argparse.Namespace) -> None:
 
     _quiet_libraries()
     with tempfile.TemporaryDirectory(prefix=f"throughput-{args.worker}-") as tmp:
-        run = run_annotune if args.worker == "annotune" else run_trl
+        if args.worker == "annotune-autocast-base":
+            from annotune.train import sft
+
+            sft.freeze_base_in_bf16 = lambda model: 0
+        run = run_trl if args.worker == "trl" else run_annotune
         outcome = run(args, Path(tmp))
         tokenizer = load_encoder(args.model)
         val_convs = load_valid(args.val_file, "openai")
@@ -218,6 +228,10 @@ def worker(args: argparse.Namespace) -> None:
         val = validation_loss(outcome["model"], tokenizer, val_convs, args.precision)
         val_s = time.perf_counter() - started
     frozen = sum(p.numel() for p in outcome["model"].parameters() if not p.requires_grad)
+    model = outcome["model"]
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    if getattr(model.config, "tie_word_embeddings", False) and head is not None and head.weight is not embedding.weight:
+        frozen -= head.weight.numel()  # annotune's bf16 copy of a tied head: the same model, counted once
     Path(args.result).write_text(json.dumps({"train_s": outcome["train_s"], "peak_rss_mib": outcome["peak_rss_mib"],
                                              "val_loss": val, "val_s": val_s, "frozen_params": frozen, **outcome["extra"]},
                                             indent=2))
@@ -290,11 +304,11 @@ def report(args: argparse.Namespace, info: dict, results: dict) -> dict:
               f"{info['supervised_tokens'] // args.epochs}")
     peaks = info["peak_gflops"]
     print(f"machine: {info['machine']}; MFU against the {info['precision']} peak {peaks[info['precision']]:.0f} GFLOP/s")
-    print(f"\n{'trainer':<10}{'tok/s':>8}{'MFU':>7}{'train s':>9}{'process s':>11}{'process tok/s':>15}"
+    print(f"\n{'trainer':<24}{'tok/s':>8}{'MFU':>7}{'train s':>9}{'process s':>11}{'process tok/s':>15}"
           f"{'sup tok/s':>11}{'peak RSS MiB':>14}{'val loss':>10}")
-    for name in TRAINERS:
+    for name in results:
         r = results[name]
-        print(f"{name:<10}{r['tokens_per_s']:>8.1f}{r['mfu']:>7.1%}{r['train_s']:>9.1f}{r['process_s']:>11.1f}"
+        print(f"{name:<24}{r['tokens_per_s']:>8.1f}{r['mfu']:>7.1%}{r['train_s']:>9.1f}{r['process_s']:>11.1f}"
               f"{r['process_tokens_per_s']:>15.1f}{r['sup_tokens_per_s']:>11.1f}{r['peak_rss_mib']:>14.0f}"
               f"{r['val_loss']:>10.4f}")
     process_ratio = a["process_tokens_per_s"] / t["process_tokens_per_s"]
@@ -347,7 +361,8 @@ def main() -> None:
         info = prepare(args, workdir)
         info["machine"], info["peak_gflops"] = _machine()
         print(f"precision: {info['precision']} (requested {args.precision}), device {info['device']}", flush=True)
-        results = {name: run_worker(name, info, workdir) for name in TRAINERS}
+        names = TRAINERS + (VARIANTS if args.variants else ())
+        results = {name: run_worker(name, info, workdir) for name in names}
     figures = report(args, info, results)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

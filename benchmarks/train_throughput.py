@@ -148,7 +148,7 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
                       overwrite=True, progress=False, method="lora", model=args.model, epochs=args.epochs,
                       lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
                       lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets="all-linear",
-                      precision=args.precision, seed=args.seed)
+                      precision=args.precision, seed=args.seed, replay=0, neftune=0)  # the same work as TRL
     start = time.perf_counter()
     sft.train(cfg)
     call_s = time.perf_counter() - start

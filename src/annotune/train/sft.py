@@ -404,9 +404,9 @@ def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_en
         bar.update(1)
         post = {"epoch": f"{row['epoch']:.2f}", "loss": f"{row['loss']:.4f}", "tok/s": f"{row['tokens_per_s']:.0f}"}
         if "val_loss" in row:
-            bar.val_loss = row["val_loss"]
-        if getattr(bar, "val_loss", None) is not None:
-            post["val"] = f"{bar.val_loss:.4f}"
+            bar.val = f"{row['val_loss']:.4f}", f"{row['val_accuracy']:.1%}"
+        if getattr(bar, "val", None) is not None:
+            post["val"], post["val_acc"] = bar.val
         bar.set_postfix(post, refresh=False)
     if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and epoch_end):
         _checkpoint(loop, step)

@@ -4,6 +4,7 @@
     python benchmarks/domain_sweep.py                       # every setting on every domain
     python benchmarks/domain_sweep.py --settings defaults --domains bank --json sweep.json
     python benchmarks/domain_sweep.py --budget-minutes 60 --max-runs 8
+    python benchmarks/domain_sweep.py --setting "nef10=--neftune 10" --settings defaults,nef10   # a setting of your own
 
 For each domain of benchmarks/domains/ and each setting (named below; `defaults` first), this runs
 `annotune train DOMAIN/train.jsonl` with no options beyond the setting's (plus --out, --overwrite and

@@ -12,7 +12,18 @@ FILL_FROM = 1000  # conversations: from here on a random validation row may take
 
 
 def _validation_count(total: int, val_size: float | int) -> int:
-    """How many examples go to validation; ``val_size`` is a fraction in (0, 1) or a count."""
+    """How many examples go to validation; ``val_size`` is a fraction in (0, 1) or a count. A count that would
+    leave nothing to train on is refused."""
+    count = _requested(total, val_size)
+    if count and count >= total:
+        raise DataError(
+            f"val_size={val_size} puts {count} of {total} conversations in validation, leaving none to train on; "
+            "lower --val-size or add data"
+        )
+    return count
+
+
+def _requested(total: int, val_size: float | int) -> int:
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
         raise AnnotuneError(f"val_size must be a number, got {val_size!r}; use a fraction like 0.1 or a count like 50")
     if val_size < 0:
@@ -40,11 +51,6 @@ def train_val_split(
     count = _validation_count(total, val_size)
     if count == 0:
         return list(conversations), []
-    if count >= total:
-        raise DataError(
-            f"val_size={val_size} puts {count} of {total} conversations in validation, leaving none to train on; "
-            "lower --val-size or add data"
-        )
     chosen = set(random.Random(seed).sample(range(total), count))
     return _parts(conversations, chosen)
 
@@ -67,8 +73,6 @@ def covered_split(
     """
     total = len(conversations)
     count = _validation_count(total, val_size)
-    if count >= total:
-        train_val_split(conversations, val_size, seed)  # the same refusal
     counts: dict[str, int] = {}
     answers = [_answers(c) for c in conversations]
     for found in answers:

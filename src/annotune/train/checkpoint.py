@@ -23,6 +23,13 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def set_trainable(model, weights: dict[str, torch.Tensor]) -> None:
+    """Copy weights saved by :func:`trainable_state` back into ``model``."""
+    params = dict(model.named_parameters())
+    for name, value in weights.items():
+        params[name].data.copy_(value)
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
     if torch.cuda.is_available():
@@ -72,10 +79,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 def load(checkpoint: Path, model, optimizer, scheduler, rank: int) -> dict:
     """Restore everything saved in ``checkpoint`` into the live objects; return its state dict."""
-    weights = load_file(str(checkpoint / "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    for name, value in weights.items():
-        params[name].data.copy_(value)
+    set_trainable(model, load_file(str(checkpoint / "trainable.safetensors")))
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
     rng_file = checkpoint / f"rng-{rank}.pt"

@@ -73,12 +73,10 @@ class Best:
             self.epoch, self.accuracy, self.loss = summary["epoch"], summary["val_accuracy"], summary["val_loss"]
             self.since = epochs_done - self.epoch
 
-    @torch.no_grad()
     def restore(self, run_dir: Path, model) -> None:
-        weights = torch.load(run_dir / FILE, weights_only=True)["weights"]
-        params = dict(model.named_parameters())
-        for name, value in weights.items():
-            params[name].copy_(value)
+        from annotune.train.checkpoint import set_trainable
+
+        set_trainable(model, torch.load(run_dir / FILE, weights_only=True)["weights"])
 
     def discard(self, run_dir: Path) -> None:
         (run_dir / FILE).unlink(missing_ok=True)

@@ -156,9 +156,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
     auto_length = cfg.epochs is None
     if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
-        groups = math.ceil(len(train_convs) / cfg.batch_size)
-        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(
-            batching.steps_per_epoch(groups, cfg.grad_accum, dist.world))})
+        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(_steps_per_epoch(len(train_convs), cfg, dist))})
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
     template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
@@ -201,7 +199,7 @@ def _resumed_model(run_dir: Path):
 
 
 def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, tokenizer, template: str,
-                    data: Data, applied: list[str], auto_length: bool = False) -> Loop:
+                    data: Data, applied: list[str], auto_length: bool) -> Loop:
     precision = resolve_precision(cfg.precision, dist.device)
     model = load_model(model_ref, device=dist.device)
     packed = packing_supported(model, dist.device)
@@ -210,8 +208,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
         freeze_base_in_bf16(model)
     if cfg.neftune:
         add_embedding_noise(model, cfg.neftune)
-    n_groups = math.ceil(len(data.train) / cfg.batch_size)
-    per_epoch = batching.steps_per_epoch(n_groups, cfg.grad_accum, dist.world)
+    per_epoch = _steps_per_epoch(len(data.train), cfg, dist)
     total = per_epoch * cfg.epochs
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, fused=True)
@@ -230,6 +227,10 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     if cfg.resume:
         _resume(loop, applied)
     return loop
+
+
+def _steps_per_epoch(n_train: int, cfg: TrainConfig, dist: Dist) -> int:
+    return batching.steps_per_epoch(math.ceil(n_train / cfg.batch_size), cfg.grad_accum, dist.world)
 
 
 def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision, auto_length) -> None:

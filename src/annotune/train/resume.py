@@ -18,6 +18,9 @@ _CONTROL = frozenset({"resume", "overwrite", "out"})
 # Safe to change: they decide what is shown, logged, validated or checkpointed, never what is trained.
 _BOOKKEEPING = frozenset({"progress", "log_every", "eval_every", "save_every", "keep_checkpoints"})
 _PATHS = frozenset({"data", "val_data", "chat_template"})
+# Options added since runs were first saved: a config.yaml without them comes from a run trained with them off,
+# so it resumes that way rather than with today's defaults.
+_ADDED_OFF = {"neftune": 0.0, "keep_best": False}
 
 
 def flag(name: str) -> str:
@@ -38,7 +41,7 @@ def merge(saved: dict, given: TrainConfig, run_dir: Path) -> tuple[TrainConfig, 
     ``saved`` is the run's config.yaml; ``given`` the config built from this command, whose explicitly set
     fields (command line or --config file) are the options given with --resume.
     """
-    values = TrainConfig(**saved).model_dump()
+    values = TrainConfig(**{**_ADDED_OFF, **saved}).model_dump()
     applied, refused = [], []
     for name in sorted(given.model_fields_set - _CONTROL):
         new, old = getattr(given, name), values[name]

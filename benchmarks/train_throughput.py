@@ -35,7 +35,8 @@ from pathlib import Path
 
 TRAINERS = ("annotune", "trl")
 # annotune with one speed lever turned off, to measure what it buys side by side (--variants)
-VARIANTS = ("annotune-autocast-base",)  # frozen base weights left in fp32 and cast by autocast on every step
+VARIANTS = ("annotune-autocast-base",  # frozen base weights left in fp32 and cast by autocast on every step
+            "annotune-masked-attention")  # packed rows through SDPA's block-diagonal mask, not per conversation
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -220,6 +221,10 @@ def worker(args: argparse.Namespace) -> None:
             from annotune.train import sft
 
             sft.freeze_base_in_bf16 = lambda model: 0
+        if args.worker == "annotune-masked-attention":
+            from annotune.train import attention
+
+            attention.switch_on = lambda model: False
         run = run_trl if args.worker == "trl" else run_annotune
         outcome = run(args, Path(tmp))
         tokenizer = load_encoder(args.model)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from annotune.models.templates import IGNORE, Encoded
+from annotune.train.attention import Segments
 
 
 @dataclass
@@ -23,6 +24,7 @@ class MicroBatch:
     keep: torch.Tensor  # flat indices into rows*length of positions that carry a target
     targets: torch.Tensor  # [len(keep)] target ids
     tokens: int  # real (non-padding) tokens
+    segments: Segments | None = None  # packed: where each conversation lies in the row (train/attention.py)
 
     @property
     def supervised(self) -> int:
@@ -31,7 +33,8 @@ class MicroBatch:
     def to(self, device) -> "MicroBatch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return MicroBatch(move(self.input_ids), move(self.position_ids), move(self.attention_mask),
-                          move(self.keep), move(self.targets), self.tokens)
+                          move(self.keep), move(self.targets), self.tokens,
+                          None if self.segments is None else self.segments.to(device))
 
 
 def pack(examples: list[Encoded]) -> MicroBatch:
@@ -43,7 +46,8 @@ def pack(examples: list[Encoded]) -> MicroBatch:
         targets.extend(ex.targets)
     target_tensor = torch.tensor(targets)
     keep = (target_tensor != IGNORE).nonzero().flatten()
-    return MicroBatch(torch.tensor([ids]), torch.tensor([positions]), None, keep, target_tensor[keep], len(ids))
+    return MicroBatch(torch.tensor([ids]), torch.tensor([positions]), None, keep, target_tensor[keep], len(ids),
+                      Segments.of([len(ex.input_ids) for ex in examples]))
 
 
 def pad(examples: list[Encoded], pad_id: int) -> MicroBatch:

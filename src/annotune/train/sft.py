@@ -25,7 +25,7 @@ from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
 from annotune.runs import read_run_info
-from annotune.train import batching, checkpoint, length, rundir
+from annotune.train import attention, batching, checkpoint, length, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.metrics import MetricsLog, plot_losses
 from annotune.train.model_setup import (
@@ -73,6 +73,7 @@ class Loop:
     start_step: int = 0
     best: length.Best | None = None  # with a validation set and keep_best: the best epoch so far
     steps_done: int = 0
+    segment_attention: bool = False  # packed rows attend per conversation (train/attention.py)
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -203,6 +204,8 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     precision = resolve_precision(cfg.precision, dist.device)
     model = load_model(model_ref, device=dist.device)
     packed = packing_supported(model, dist.device)
+    # Measured on CPUs only (docs/benchmarks.md); elsewhere SDPA keeps its block-diagonal mask.
+    segment_attention = packed and dist.device == "cpu" and attention.switch_on(model)
     model = make_trainable(model, cfg)
     if cfg.method == "lora" and precision == "bf16":
         freeze_base_in_bf16(model)
@@ -219,7 +222,8 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
         _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision, auto_length)
     loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
-                best=length.Best(cfg.patience) if cfg.keep_best and data.val else None)
+                best=length.Best(cfg.patience) if cfg.keep_best and data.val else None,
+                segment_attention=segment_attention)
     if dist.enabled:
         # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
         loop.model = torch.nn.parallel.DistributedDataParallel(
@@ -302,6 +306,8 @@ def _logits(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tensor:
     model = model or loop.model
     kwargs = dict(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=batch.attention_mask,
                   use_cache=False)
+    if loop.segment_attention and batch.segments is not None:
+        kwargs["packed_segments"] = batch.segments
     with autocast(loop.precision, loop.dist.device):
         if loop.logits_to_keep and batch.input_ids.shape[0] == 1:
             logits = model(**kwargs, logits_to_keep=batch.keep).logits[0]
@@ -454,6 +460,7 @@ def _save(loop: Loop) -> None:
         best.restore(loop.run_dir, model)
         log.warning("Saving the weights of epoch %d, the best on validation (%.1f%% answer tokens right, loss %.4f)",
                     best.epoch, 100 * best.accuracy, best.loss)
+    attention.switch_off(model)
     save_weights(model, loop.run_dir, loop.cfg.method)
     metrics_file = loop.run_dir / "metrics.jsonl"
     rows = MetricsLog.read_rows(metrics_file)

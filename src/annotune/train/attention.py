@@ -1,0 +1,100 @@
+"""Attention over a packed row at the cost of its conversations, not of the row.
+
+transformers keeps the conversations of a packed row apart with a block-diagonal mask over the whole row, so SDPA
+computes (row length)^2 scores, most of them masked, and on a CPU its fused kernel's masked backward is slow. Here
+the row's conversations are laid out in a [conversations, longest] grid, each padded at its end, and attend with
+the plain causal rule, which also hides every padding key from every real query: conversations x longest^2 scores,
+no mask. With 8 conversations of about 60 tokens one layer's attention (forward and backward) takes about a quarter
+of the masked kernel's time (docs/benchmarks.md).
+
+The grid is used only when the caller passes ``packed_segments`` (the training loop, for rows it packed itself);
+every other call is transformers' own SDPA with the mask transformers built, so the implementation is safe to leave
+switched on. The model is switched back to SDPA before anything is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+NAME = "annotune_packed"
+# Above this many scores per layer the fused (memory-saving) kernel runs on the grid; below it the unfused one, whose
+# backward is about twice as fast on short rows. 2**23 fp32 scores is 32 MiB a layer kept for backward.
+UNFUSED_LIMIT = 2**23
+
+
+@dataclass
+class Segments:
+    """Where each token of a packed row sits in the [count, width] grid (flattened), for ``packed_attention``."""
+
+    slots: torch.Tensor  # [tokens]
+    count: int
+    width: int
+
+    @classmethod
+    def of(cls, lengths: list[int]) -> "Segments":
+        width = max(lengths)
+        slots = torch.cat([torch.arange(n) + i * width for i, n in enumerate(lengths)])
+        return cls(slots, len(lengths), width)
+
+    def to(self, device) -> "Segments":
+        return Segments(self.slots.to(device, non_blocking=True), self.count, self.width)
+
+
+def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                     packed_segments: Segments | None = None, **kwargs):
+    """An AttentionInterface function: the grid when given ``packed_segments``, transformers' SDPA otherwise."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    seg, window = packed_segments, kwargs.get("sliding_window")
+    if (seg is None or query.shape[0] != 1 or key.shape[2] != query.shape[2] or kwargs.get("softcap") is not None
+            or not getattr(module, "is_causal", True) or (window is not None and seg.width > window)):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+
+    def grid(x):  # [1, heads, tokens, dim] -> [count, heads, width, dim]
+        heads, dim = x.shape[1], x.shape[3]
+        flat = x.new_zeros(heads, seg.count * seg.width, dim).index_copy(1, seg.slots, x[0])
+        return flat.view(heads, seg.count, seg.width, dim).transpose(0, 1)
+
+    heads = query.shape[1]
+    unfused = seg.count * heads * seg.width**2 <= UNFUSED_LIMIT
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH) if unfused else contextlib.nullcontext():
+        out = torch.nn.functional.scaled_dot_product_attention(
+            grid(query), grid(key), grid(value), dropout_p=dropout, scale=scaling, is_causal=True,
+            enable_gqa=key.shape[1] != heads)
+    out = out.transpose(0, 1).reshape(heads, seg.count * seg.width, -1).index_select(1, seg.slots)
+    return out.transpose(0, 1).unsqueeze(0).contiguous(), None  # [1, tokens, heads, dim], like SDPA's
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(NAME, packed_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # calls without segments get SDPA's own mask
+
+
+def _base(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def switch_on(model) -> bool:
+    """Use ``packed_attention`` in a model that runs transformers' SDPA; False (unchanged) for any other model."""
+    base = _base(model)
+    if getattr(base.config, "_attn_implementation", None) != "sdpa" or not base._can_set_attn_implementation():
+        return False
+    _register()
+    base.set_attn_implementation(NAME)
+    return True
+
+
+def switch_off(model) -> None:
+    """Back to SDPA, so that nothing saved or generated afterwards names this implementation."""
+    base = _base(model)
+    if getattr(base.config, "_attn_implementation", None) == NAME:
+        base.set_attn_implementation("sdpa")

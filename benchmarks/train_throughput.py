@@ -14,7 +14,8 @@ Prints the machine's measured matmul peak (bf16 and fp32), then per trainer: tok
 tokens of the training conversations, x epochs) and model FLOPs utilisation, MFU = tokens/s x 4 x N / peak (LoRA
 costs about 4 x N FLOP per token for N frozen parameters: forward and the activation gradients; the peak of the
 precision trained in); the whole process's wall time and throughput (interpreter start, imports, model loading,
-training and saving: what a user waits for); supervised answer tokens per second of training (annotune's count of the training set x epochs,
+training and saving: what a user waits for; one untimed warm-up process first reads the libraries and the model,
+so the first trainer does not pay alone for a cold disk cache); supervised answer tokens per second of training (annotune's count of the training set x epochs,
 the same numerator for both); training wall time (model loading, data preparation and saving excluded, and for
 annotune its epoch-end validation and checkpoints, shown apart); the worker's peak RSS at the end of training; the
 validation loss measured afterwards the same way for both (mean cross-entropy per supervised token under annotune's
@@ -273,6 +274,17 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict:
             "val_supervised_tokens": supervised_tokens(tokenizer, val)}
 
 
+def warm_up(model: str) -> float:
+    """One untimed process that imports what the workers import and reads the model, so that the first worker
+    timed does not pay alone for a cold disk cache. Returns its wall time."""
+    code = ("import datasets, peft, torch, transformers, trl\n"
+            "from annotune.models.loading import load_model, resolve_model\n"
+            f"load_model(resolve_model({model!r}))\n")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
 def run_worker(name: str, info: dict, workdir: Path) -> dict:
     result = workdir / f"{name}.json"
     command = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--worker", name,
@@ -367,6 +379,7 @@ def main() -> None:
         info["machine"], info["peak_gflops"] = _machine()
         print(f"precision: {info['precision']} (requested {args.precision}), device {info['device']}", flush=True)
         names = TRAINERS + (VARIANTS if args.variants else ())
+        print(f"warm-up process (imports, model read; untimed): {warm_up(args.model):.1f} s", flush=True)
         results = {name: run_worker(name, info, workdir) for name in names}
     figures = report(args, info, results)
     if args.json:

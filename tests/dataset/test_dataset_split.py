@@ -87,16 +87,27 @@ def test_covered_split_keeps_every_fact_in_training(phrasings):
     assert len(val) == 30 and len(answers(val)) == 30
 
 
-def test_covered_split_takes_the_requested_share_when_it_can():
+def test_covered_split_takes_the_requested_share_when_it_can(caplog):
     train, val = covered_split(paraphrased(40, 3), 0.1, 5)
     assert len(val) == 12 and len(train) == 108
     assert covered_split(paraphrased(40, 3), 0.1, 5) == (train, val)  # deterministic
+    assert not caplog.records  # nothing to warn about
 
 
-def test_covered_split_of_small_data_without_repeats_has_no_validation():
+def test_covered_split_of_small_data_without_repeats_has_no_validation(caplog):
     data = make(50)
     train, val = covered_split(data, 0.1, 0)
     assert (len(train), len(val)) == (50, 0)
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "No validation set" in record.message
+    assert "asked for 5 conversations" in record.message and "--val-data" in record.message
+
+
+def test_covered_split_says_when_it_gives_fewer_than_asked(caplog):
+    train, val = covered_split(paraphrased(30, 2), 40, 0)
+    assert len(val) == 30
+    (record,) = caplog.records
+    assert "30 conversations, not the 40" in record.message
 
 
 def test_covered_split_of_large_data_fills_validation_at_random():

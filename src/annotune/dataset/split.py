@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 
 from annotune.conversation import Conversation
 from annotune.errors import AnnotuneError, DataError
+
+log = logging.getLogger(__name__)
 
 FILL_FROM = 1000  # conversations: from here on a random validation row may take a fact out of training
 
@@ -91,7 +94,21 @@ def covered_split(
     if len(chosen) < count and total >= FILL_FROM:
         rest = [i for i in range(total) if i not in chosen]
         chosen.update(random.Random(seed).sample(rest, count - len(chosen)))
+    if len(chosen) < count:
+        _warn_short(len(chosen), count, val_size)
     return _parts(conversations, chosen)
+
+
+def _warn_short(got: int, asked: int, val_size: float | int) -> None:
+    why = ("only a conversation whose answers another conversation also teaches can be held out without taking "
+           "a fact out of training")
+    if got == 0:
+        log.warning("No validation set (val_size %s asked for %d conversations): %s, and no answer here is given "
+                    "twice. Training runs its planned epochs with no early stop or best-epoch choice; add "
+                    "phrasings that share an answer, or pass --val-data FILE.", val_size, asked, why)
+    else:
+        log.warning("Validation set: %d conversations, not the %d that val_size %s asks for: %s.",
+                    got, asked, val_size, why)
 
 
 def _answers(conversation: Conversation) -> set[str]:

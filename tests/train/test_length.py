@@ -8,17 +8,18 @@ from safetensors.torch import load_file
 
 from annotune.config import TrainConfig
 from annotune.train import length, sft
-from annotune.train.length import MAX_EPOCHS, TARGET_STEPS, Best, auto_epochs
+from annotune.train.length import MAX_EPOCHS, TARGET_PASSES, Best, auto_epochs
 from annotune.train.model_setup import freeze_base_in_bf16
 
 
 def test_auto_epochs_scale_with_the_data():
     assert auto_epochs(1) == MAX_EPOCHS  # a handful of chats: as many passes as allowed
-    assert auto_epochs(TARGET_STEPS // 4) == 4
-    assert auto_epochs(TARGET_STEPS) == 1
+    assert (auto_epochs(30), auto_epochs(120)) == (16, 7)  # the examples docs/training.md gives
+    assert auto_epochs(TARGET_PASSES // 4) == 4
+    assert auto_epochs(TARGET_PASSES) == 1
     assert auto_epochs(30_000) == 1  # a large set: one pass
-    lengths = [auto_epochs(n) * n for n in range(1, 400)]
-    assert all(steps >= min(n * MAX_EPOCHS, TARGET_STEPS) for n, steps in zip(range(1, 400), lengths))
+    seen = [auto_epochs(n) * n for n in range(1, 2000)]
+    assert all(s >= min(n * MAX_EPOCHS, TARGET_PASSES) for n, s in zip(range(1, 2000), seen))
 
 
 def test_best_keeps_the_highest_accuracy_and_stops_after_patience():
@@ -41,10 +42,10 @@ def _cfg(tiny, chats, out, **kw):
 def test_default_length_is_chosen_from_the_data_and_recorded(tiny, chats, tmp_path):
     run = sft.train(_cfg(tiny, chats, tmp_path / "run", patience=0))
     info = json.loads((run / "run.json").read_text())
-    # 12 chats, 2 to validation: 10 / batch 4 = 3 steps per epoch.
-    assert info["epochs"] == {"planned": auto_epochs(3), "chosen_by": "data size", "trained": auto_epochs(3)}
-    assert info["steps"] == 3 * auto_epochs(3)
-    assert f"epochs: {auto_epochs(3)}" in (run / "config.yaml").read_text()  # what a resume continues with
+    # 12 chats, 2 to validation: 10 chats, 3 steps per epoch at batch 4.
+    assert info["epochs"] == {"planned": auto_epochs(10), "chosen_by": "data size", "trained": auto_epochs(10)}
+    assert info["steps"] == 3 * auto_epochs(10)
+    assert f"epochs: {auto_epochs(10)}" in (run / "config.yaml").read_text()  # what a resume continues with
 
 
 def test_the_saved_adapter_is_the_best_validated_epochs(tiny, chats, tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
 """How long to train, and which epoch's weights to keep.
 
 Teaching a model facts takes many passes over a small set and one pass over a large one. When --epochs is not
-given, the length follows the data: enough epochs for about ``TARGET_STEPS`` optimizer steps, at least one and at
-most ``MAX_EPOCHS`` (see docs/training.md for how these were chosen on the domain sets of benchmarks/domains/).
+given, the length follows the data: enough epochs for about ``TARGET_PASSES`` conversations seen (200 optimizer steps
+at the default batch of 4, whatever the batch, accumulation or number of processes), at least one and at most
+``MAX_EPOCHS`` (see docs/training.md for how these were chosen on the domain sets of benchmarks/domains/).
 
 With a validation set, every epoch ends with its loss and its answer-token accuracy (the share of answer tokens
 the model would pick itself, teacher-forced). The weights of the epoch with the best accuracy (ties: the lower
@@ -18,14 +19,14 @@ from pathlib import Path
 
 import torch
 
-TARGET_STEPS = 200
+TARGET_PASSES = 800  # conversations trained on, repeats counted
 MAX_EPOCHS = 16
 FILE = "best.pt"
 
 
-def auto_epochs(steps_per_epoch: int) -> int:
-    """Epochs for about TARGET_STEPS optimizer steps, within [1, MAX_EPOCHS]."""
-    return max(1, min(MAX_EPOCHS, math.ceil(TARGET_STEPS / max(1, steps_per_epoch))))
+def auto_epochs(conversations: int) -> int:
+    """Epochs for about TARGET_PASSES conversations seen, within [1, MAX_EPOCHS]."""
+    return max(1, min(MAX_EPOCHS, math.ceil(TARGET_PASSES / max(1, conversations))))
 
 
 @dataclass

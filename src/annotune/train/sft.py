@@ -157,7 +157,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
     auto_length = cfg.epochs is None
     if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
-        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(_steps_per_epoch(len(train_convs), cfg, dist))})
+        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(len(train_convs))})
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
     template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))

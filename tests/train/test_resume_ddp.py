@@ -75,3 +75,23 @@ def test_two_process_ddp_matches_single_process_gradient_accumulation(tiny, tmp_
         assert abs(a["loss"] - b["loss"]) < 1e-4
     assert abs(_final_val_loss(single) - _final_val_loss(ddp)) < 1e-4
     assert (ddp / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_only_the_main_process_logs_warnings(monkeypatch):
+    """Every DDP process reads the same data, so a warning about it (e.g. a short validation split) shows once."""
+    import logging
+
+    from annotune.train.distributed import setup
+
+    split_log = logging.getLogger("annotune.dataset.split")
+    parent = logging.getLogger("annotune")
+    before = parent.level
+    try:
+        monkeypatch.setenv("RANK", "0")
+        setup()
+        assert split_log.isEnabledFor(logging.WARNING)
+        monkeypatch.setenv("RANK", "1")
+        setup()
+        assert not split_log.isEnabledFor(logging.WARNING) and split_log.isEnabledFor(logging.ERROR)
+    finally:
+        parent.setLevel(before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -50,4 +51,6 @@ def setup() -> Dist:
         torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    if rank != 0:  # every process reads the same data and settings: warnings once, from the main one
+        logging.getLogger("annotune").setLevel(logging.ERROR)
     return Dist(rank, world, local_rank, device)

@@ -25,8 +25,17 @@ def _logits_and_grads(model, batch, segments):
     return picked.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.fixture
+def grid_calls(monkeypatch):
+    """How many attention calls took the grid path (the others fell back to SDPA's mask)."""
+    calls = []
+    real = attention._grid_attention
+    monkeypatch.setattr(attention, "_grid_attention", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt_neox"])
-def test_segment_attention_matches_the_masked_packed_row(lively_models, arch):
+def test_segment_attention_matches_the_masked_packed_row(lively_models, arch, grid_calls):
     tokenizer = AutoTokenizer.from_pretrained(lively_models[arch])
     ensure_chat_template(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(lively_models[arch])
@@ -35,28 +44,70 @@ def test_segment_attention_matches_the_masked_packed_row(lively_models, arch):
     masked_logits, masked_grads = _logits_and_grads(model, batch, segments=False)
     assert attention.switch_on(model) and model.config._attn_implementation == attention.NAME
     logits, grads = _logits_and_grads(model, batch, segments=True)
+    assert len(grid_calls) == model.config.num_hidden_layers  # every layer took the grid, none fell back
     torch.testing.assert_close(logits, masked_logits, rtol=1e-4, atol=1e-4)
     assert grads.keys() == masked_grads.keys() and grads
     for name in grads:
         torch.testing.assert_close(grads[name], masked_grads[name], rtol=1e-4, atol=1e-5, msg=name)
     # Without segments the switched model is SDPA with transformers' own mask: packed rows stay apart
     fallback, _ = _logits_and_grads(model, batch, segments=False)
+    assert len(grid_calls) == model.config.num_hidden_layers
     torch.testing.assert_close(fallback, masked_logits, rtol=0, atol=0)
     attention.switch_off(model)
     assert model.config._attn_implementation == "sdpa"
 
 
-def test_the_grid_uses_the_fused_kernel_above_its_limit(lively_models, monkeypatch):
-    """The memory-saving path (for long conversations) gives the same logits as the unfused one."""
+def test_the_grid_uses_the_fused_kernel_above_its_limit(lively_models, monkeypatch, grid_calls):
+    """The memory-saving path (for long conversations) gives the same logits and gradients as the unfused one."""
     tokenizer = AutoTokenizer.from_pretrained(lively_models["llama"])
     ensure_chat_template(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(lively_models["llama"])
     attention.switch_on(model)
     batch = _packed(tokenizer)
-    unfused, _ = _logits_and_grads(model, batch, segments=True)
+    kernels = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: kernels.append(torch._C._get_math_sdp_enabled() and
+                                                       not torch._C._get_flash_sdp_enabled()) or real_sdpa(*a, **k))
+    unfused, unfused_grads = _logits_and_grads(model, batch, segments=True)
     monkeypatch.setattr(attention, "UNFUSED_LIMIT", 0)
-    fused, _ = _logits_and_grads(model, batch, segments=True)
+    fused, fused_grads = _logits_and_grads(model, batch, segments=True)
+    assert kernels == [True] * 2 + [False] * 2  # 2 layers: math only, then the default choice
+    assert len(grid_calls) == 4
     torch.testing.assert_close(fused, unfused, rtol=1e-4, atol=1e-4)
+    for name in unfused_grads:
+        torch.testing.assert_close(fused_grads[name], unfused_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_row_with_one_long_conversation_goes_through_the_mask(lively_models, grid_calls):
+    """count x longest^2 over row^2: one long chat among short ones is cheaper with the mask; same logits."""
+    tokenizer = AutoTokenizer.from_pretrained(lively_models["llama"])
+    ensure_chat_template(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(lively_models["llama"])
+    batch = _packed(tokenizer, lengths=(40, 1, 1, 1, 1, 1, 1, 1))
+    assert batch.segments.count * batch.segments.width**2 >= batch.tokens**2
+    masked, _ = _logits_and_grads(model, batch, segments=False)
+    attention.switch_on(model)
+    logits, _ = _logits_and_grads(model, batch, segments=True)
+    assert grid_calls == []
+    torch.testing.assert_close(logits, masked, rtol=0, atol=0)
+
+
+def test_lora_training_on_cpu_takes_the_grid(tiny, chats, tmp_path, grid_calls):
+    """The real call path: a LoRA model under PEFT, logits_to_keep, the training loop's micro-batches."""
+    from annotune.config import TrainConfig
+    from annotune.train import sft
+
+    seen = {}
+    real_train = sft._train
+    sft_loop = lambda loop: seen.update(on=loop.segment_attention) or real_train(loop)  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sft, "_train", sft_loop)
+        sft.train(TrainConfig(data=str(chats), model=str(tiny), out=str(tmp_path / "run"), epochs=1, batch_size=4,
+                              progress=False, lora_r=4, lora_alpha=8, replay=0, val_size=0))
+    # 10 training chats at batch 4: 3 steps of 2 layers, each on the grid (the tiny model passes the
+    # output_* flags through to attention, which must not send a call back to the mask)
+    assert seen["on"] is True and len(grid_calls) == 3 * 2
 
 
 def test_a_model_not_on_sdpa_is_left_alone(lively_models):

@@ -7,9 +7,10 @@ the plain causal rule, which also hides every padding key from every real query:
 no mask. With 8 conversations of about 60 tokens one layer's attention (forward and backward) takes about a quarter
 of the masked kernel's time (docs/benchmarks.md).
 
-The grid is used only when the caller passes ``packed_segments`` (the training loop, for rows it packed itself);
-every other call is transformers' own SDPA with the mask transformers built, so the implementation is safe to leave
-switched on. The model is switched back to SDPA before anything is saved.
+The grid is used only for the architectures listed in ``ARCHITECTURES``, when the caller passes ``packed_segments``
+(the training loop, for rows it packed itself) and when the grid is smaller than the row (one long conversation
+among short ones is cheaper through the mask); every other call is transformers' own SDPA with the mask
+transformers built. The model is switched back to SDPA before anything is saved.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from dataclasses import dataclass
 import torch
 
 NAME = "annotune_packed"
+# Architectures whose attention passes nothing the grid would drop (tests/train/test_attention.py); any other keeps
+# SDPA's mask. A call that carries something that changes attention itself also goes there.
+ARCHITECTURES = frozenset({"llama", "qwen2", "gpt_neox"})
+ALTERING_KWARGS = frozenset({"softcap", "position_bias", "s_aux", "sinks", "sparse_indices", "attention_chunk_size",
+                             "cu_seq_lens_q", "cu_seq_lens_k"})
 # Above this many scores per layer the fused (memory-saving) kernel runs on the grid; below it the unfused one, whose
 # backward is about twice as fast on short rows. 2**23 fp32 scores is 32 MiB a layer kept for backward.
 UNFUSED_LIMIT = 2**23
@@ -45,15 +51,22 @@ class Segments:
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                      packed_segments: Segments | None = None, **kwargs):
-    """An AttentionInterface function: the grid when given ``packed_segments``, transformers' SDPA otherwise."""
+    """An AttentionInterface function: the grid when given ``packed_segments`` and it is cheaper than the row,
+    transformers' SDPA (with the mask transformers built) otherwise."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    seg, window = packed_segments, kwargs.get("sliding_window")
-    if (seg is None or query.shape[0] != 1 or key.shape[2] != query.shape[2] or kwargs.get("softcap") is not None
-            or not getattr(module, "is_causal", True) or (window is not None and seg.width > window)):
+    seg = packed_segments
+    window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+    if (seg is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
+            or any(kwargs.get(name) is not None for name in ALTERING_KWARGS) or kwargs.get("is_causal") is False or not getattr(module, "is_causal", True)
+            or (window is not None and seg.width > window)
+            or seg.count * seg.width**2 >= query.shape[2] ** 2):  # one long chat among short ones: the row is cheaper
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    return _grid_attention(query, key, value, seg, dropout, scaling), None
 
+
+def _grid_attention(query, key, value, seg: Segments, dropout: float, scaling) -> torch.Tensor:
     def grid(x):  # [1, heads, tokens, dim] -> [count, heads, width, dim]
         heads, dim = x.shape[1], x.shape[3]
         flat = x.new_zeros(heads, seg.count * seg.width, dim).index_copy(1, seg.slots, x[0])
@@ -68,7 +81,7 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
             grid(query), grid(key), grid(value), dropout_p=dropout, scale=scaling, is_causal=True,
             enable_gqa=key.shape[1] != heads)
     out = out.transpose(0, 1).reshape(heads, seg.count * seg.width, -1).index_select(1, seg.slots)
-    return out.transpose(0, 1).unsqueeze(0).contiguous(), None  # [1, tokens, heads, dim], like SDPA's
+    return out.transpose(0, 1).unsqueeze(0).contiguous()  # [1, tokens, heads, dim], like SDPA's
 
 
 def _register() -> None:
@@ -84,9 +97,12 @@ def _base(model):
 
 
 def switch_on(model) -> bool:
-    """Use ``packed_attention`` in a model that runs transformers' SDPA; False (unchanged) for any other model."""
+    """Use ``packed_attention`` in a model of ``ARCHITECTURES`` that runs transformers' SDPA; False (unchanged) for
+    any other model."""
     base = _base(model)
-    if getattr(base.config, "_attn_implementation", None) != "sdpa" or not base._can_set_attn_implementation():
+    config = base.config
+    if (config.model_type not in ARCHITECTURES or getattr(config, "_attn_implementation", None) != "sdpa"
+            or not base._can_set_attn_implementation()):
         return False
     _register()
     base.set_attn_implementation(NAME)

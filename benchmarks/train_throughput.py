@@ -14,8 +14,8 @@ Prints the machine's measured matmul peak (bf16 and fp32), then per trainer: tok
 tokens of the training conversations, x epochs) and model FLOPs utilisation, MFU = tokens/s x 4 x N / peak (LoRA
 costs about 4 x N FLOP per token for N frozen parameters: forward and the activation gradients; the peak of the
 precision trained in); the whole process's wall time and throughput (interpreter start, imports, model loading,
-training and saving: what a user waits for; one untimed warm-up process first reads the libraries and the model,
-so the first trainer does not pay alone for a cold disk cache); supervised answer tokens per second of training (annotune's count of the training set x epochs,
+training and saving: what a user waits for; every trainer first runs once, untimed, on 8 chats, so the first one
+timed does not pay alone for a cold disk cache); supervised answer tokens per second of training (annotune's count of the training set x epochs,
 the same numerator for both); training wall time (model loading, data preparation and saving excluded, and for
 annotune its epoch-end validation and checkpoints, shown apart); the worker's peak RSS at the end of training; the
 validation loss measured afterwards the same way for both (mean cross-entropy per supervised token under annotune's
@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 TRAINERS = ("annotune", "trl")
+WARM_UP_CHATS = 8
 # annotune with one speed lever turned off, to measure what it buys side by side (--variants)
 VARIANTS = ("annotune-autocast-base",  # frozen base weights left in fp32 and cast by autocast on every step
             "annotune-masked-attention")  # packed rows through SDPA's block-diagonal mask, not per conversation
@@ -267,6 +268,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict:
     tokenizer = load_encoder(args.model)
     write_dataset(train, workdir / "train.jsonl", "openai")
     write_dataset(val, workdir / "val.jsonl", "openai")
+    write_dataset(train[:WARM_UP_CHATS], workdir / "warm-up.jsonl", "openai")
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the device annotune's trainer picks
     return {"train": len(train), "val": len(val), "precision": resolve_precision(args.precision, device),
             "device": device, "supervised_tokens": supervised_tokens(tokenizer, train) * args.epochs,
@@ -274,25 +276,24 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict:
             "val_supervised_tokens": supervised_tokens(tokenizer, val)}
 
 
-def warm_up(model: str) -> float:
-    """One untimed process that imports what the workers import and reads the model, so that the first worker
-    timed does not pay alone for a cold disk cache. Returns its wall time."""
-    code = ("import datasets, peft, torch, transformers, trl\n"
-            "from annotune.models.loading import load_model, resolve_model\n"
-            f"load_model(resolve_model({model!r}))\n")
+def warm_up(names, info: dict, workdir: Path) -> float:
+    """Every worker once, untimed, on the first WARM_UP_CHATS training chats: the first worker timed then does not
+    pay alone for a cold disk cache or first-time imports. Returns the wall time of all of them."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    for name in names:
+        run_worker(name, info, workdir, train_file=workdir / "warm-up.jsonl", quiet=True)
     return time.perf_counter() - start
 
 
-def run_worker(name: str, info: dict, workdir: Path) -> dict:
+def run_worker(name: str, info: dict, workdir: Path, train_file: Path | None = None, quiet: bool = False) -> dict:
     result = workdir / f"{name}.json"
     command = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--worker", name,
-               "--precision", info["precision"], "--train-file", str(workdir / "train.jsonl"),
+               "--precision", info["precision"], "--train-file", str(train_file or workdir / "train.jsonl"),
                "--val-file", str(workdir / "val.jsonl"), "--result", str(result)]
-    print(f"running {name} ...", flush=True)
+    if not quiet:
+        print(f"running {name} ...", flush=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, capture_output=quiet)
     figures = json.loads(result.read_text())
     # The worker's own validation pass (the same for both) is not part of training: take it out of the process time.
     figures["process_s"] = time.perf_counter() - start - figures.get("val_s", 0.0)
@@ -379,7 +380,8 @@ def main() -> None:
         info["machine"], info["peak_gflops"] = _machine()
         print(f"precision: {info['precision']} (requested {args.precision}), device {info['device']}", flush=True)
         names = TRAINERS + (VARIANTS if args.variants else ())
-        print(f"warm-up process (imports, model read; untimed): {warm_up(args.model):.1f} s", flush=True)
+        print(f"warm-up: every trainer once on {WARM_UP_CHATS} chats, untimed ...", flush=True)
+        print(f"warm-up took {warm_up(names, info, workdir):.1f} s", flush=True)
         results = {name: run_worker(name, info, workdir) for name in names}
     figures = report(args, info, results)
     if args.json:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from annotune.train.model_setup import base_model
+
 NAME = "annotune_packed"
 # Architectures whose attention passes nothing the grid would drop (tests/train/test_attention.py); any other keeps
 # SDPA's mask. A call that carries something that changes attention itself also goes there.
@@ -58,7 +60,8 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     seg = packed_segments
     window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
     if (seg is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
-            or any(kwargs.get(name) is not None for name in ALTERING_KWARGS) or kwargs.get("is_causal") is False or not getattr(module, "is_causal", True)
+            or any(kwargs.get(name) is not None for name in ALTERING_KWARGS)
+            or kwargs.get("is_causal") is False or not getattr(module, "is_causal", True)
             or (window is not None and seg.width > window)
             or seg.count * seg.width**2 >= query.shape[2] ** 2):  # one long chat among short ones: the row is cheaper
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -92,14 +95,10 @@ def _register() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # calls without segments get SDPA's own mask
 
 
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def switch_on(model) -> bool:
     """Use ``packed_attention`` in a model of ``ARCHITECTURES`` that runs transformers' SDPA; False (unchanged) for
     any other model."""
-    base = _base(model)
+    base = base_model(model)
     config = base.config
     if (config.model_type not in ARCHITECTURES or getattr(config, "_attn_implementation", None) != "sdpa"
             or not base._can_set_attn_implementation()):
@@ -111,6 +110,6 @@ def switch_on(model) -> bool:
 
 def switch_off(model) -> None:
     """Back to SDPA, so that nothing saved or generated afterwards names this implementation."""
-    base = _base(model)
+    base = base_model(model)
     if getattr(base.config, "_attn_implementation", None) == NAME:
         base.set_attn_implementation("sdpa")

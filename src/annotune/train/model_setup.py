@@ -67,14 +67,14 @@ def add_embedding_noise(model, alpha: float):
     return model.get_input_embeddings().register_forward_hook(hook)
 
 
-def _base(model):
-    """The transformers model under a PEFT wrapper."""
+def base_model(model):
+    """The transformers model under a PEFT wrapper (the model itself when there is none)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def forward_parameters(model) -> set[str]:
     """The keyword arguments the (unwrapped) model's forward takes."""
-    return set(inspect.signature(type(_base(model)).forward).parameters)
+    return set(inspect.signature(type(base_model(model)).forward).parameters)
 
 
 def supports_logits_to_keep(model) -> bool:

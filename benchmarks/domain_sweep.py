@@ -5,6 +5,7 @@
     python benchmarks/domain_sweep.py --settings defaults --domains bank --json sweep.json
     python benchmarks/domain_sweep.py --budget-minutes 60 --max-runs 8
     python benchmarks/domain_sweep.py --setting "nef10=--neftune 10" --settings defaults,nef10   # a setting of your own
+    python benchmarks/domain_sweep.py --settings defaults,nef10 --seeds 42,7   # each setting over two seeds
 
 For each domain of benchmarks/domains/ and each setting (named below; `defaults` first), this runs
 `annotune train DOMAIN/train.jsonl` with no options beyond the setting's (plus --out, --overwrite and
@@ -16,7 +17,9 @@ command (model load included), prints a table per setting with the WORST domain,
 
 A setting is judged by its worst domain, not the mean: its score is the lowest of held-out accuracy and kept share
 over all domains, and the best setting is the one with the highest score among those that ran on every domain
-(ties go to the shorter longest training). The target is >= 90% held-out and >= 90% kept on every domain, with
+(ties go to the shorter longest training). With --seeds, each setting trains once per seed on every domain and
+its figures on a domain are the means over the seeds (each seed's are kept in the JSON): one run's held-out
+accuracy on these sets moves by 20 points between seeds, so a single run per setting decides little. The target is >= 90% held-out and >= 90% kept on every domain, with
 training <= 5 min.
 """
 
@@ -110,8 +113,10 @@ def print_setting(name: str, rows: dict[str, dict], summary: dict | None) -> Non
     print(f"  {'domain':<10}{'held-out':>10}{'(base)':>8}{'kept':>12}{'train s':>9}{'steps':>7}")
     for domain, r in rows.items():
         kept = f"{r['kept_n']}/{r['kept_of']} {_percent(r['kept'])}" if r["kept_of"] else "-"
+        spread = (f"  seeds {', '.join(_percent(x['heldout']) for x in r['seeds'].values())}"
+                  if "seeds" in r else "")
         print(f"  {domain:<10}{_percent(r['heldout']):>10}{_percent(r['base_heldout']):>8}"
-              f"{kept:>12}{r['train_seconds']:>9.0f}{r['steps'] or 0:>7}")
+              f"{kept:>12}{r['train_seconds']:>9.0f}{r['steps'] or 0:>7}{spread}")
     if summary:
         print(f"  WORST     held-out {_percent(summary['heldout'][1])} ({summary['heldout'][0]}), kept "
               f"{_percent(summary['kept'][1])} ({summary['kept'][0]}), longest training "
@@ -119,26 +124,53 @@ def print_setting(name: str, rows: dict[str, dict], summary: dict | None) -> Non
               f"{'yes' if summary['meets_target'] else 'no'}")
 
 
+def combine(per_seed: dict[int, dict]) -> dict:
+    """A setting's figures on one domain over its seeds: the mean of each (so one lucky or unlucky seed does not
+    decide), with every seed's own figures and the range of held-out accuracy beside it."""
+    rows = list(per_seed.values())
+    if len(rows) == 1:
+        return rows[0]
+
+    def mean(key):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    kept_of = [r["kept_of"] for r in rows if r.get("kept_of")]
+    return {"heldout": mean("heldout"), "base_heldout": rows[0]["base_heldout"], "kept": mean("kept"),
+            "kept_n": round(mean("kept_n"), 1) if kept_of else None, "kept_of": kept_of[0] if kept_of else None,
+            "train_seconds": mean("train_seconds"), "steps": rows[0]["steps"],
+            "heldout_range": [min(r["heldout"] for r in rows), max(r["heldout"] for r in rows)],
+            "seeds": per_seed}
+
+
 def sweep(settings: list[str], domains: list[str], work: Path, model: str | None, max_new_tokens: int,
-          max_runs: int | None, budget_s: float | None) -> dict:
+          max_runs: int | None, budget_s: float | None, seeds: list[int] | None = None) -> dict:
     started, runs = time.perf_counter(), 0
     results: dict[str, dict[str, dict]] = {name: {} for name in settings}
     skipped: list[str] = []
     for domain in domains:
         trained: dict[str, Path] = {}
+        per_seed: dict[str, dict[int | None, dict]] = {}
         for name in settings:
-            over_budget = budget_s is not None and time.perf_counter() - started > budget_s
-            if over_budget or (max_runs is not None and runs >= max_runs):
-                skipped.append(f"{name}/{domain}")
-                continue
-            print(f"[{domain}] training with {name} ...", flush=True)
-            trained[name] = work / domain / name
-            results[name][domain] = train(DOMAINS / domain, SETTINGS[name], trained[name], model)
-            runs += 1
+            for seed in seeds or [None]:
+                run = name if seed is None else f"{name}-seed{seed}"
+                over_budget = budget_s is not None and time.perf_counter() - started > budget_s
+                if over_budget or (max_runs is not None and runs >= max_runs):
+                    skipped.append(f"{run}/{domain}")
+                    continue
+                print(f"[{domain}] training with {run} ...", flush=True)
+                trained[run] = work / domain / run
+                options = SETTINGS[name] + ([] if seed is None else ["--seed", str(seed)])
+                per_seed.setdefault(name, {})[seed] = train(DOMAINS / domain, options, trained[run], model)
+                runs += 1
         if trained:
             print(f"[{domain}] evaluating {', '.join(trained)} ...", flush=True)
-            for name, figures in evaluate(DOMAINS / domain, trained, work / domain / "eval", max_new_tokens).items():
-                results[name][domain].update(figures)
+            figures = evaluate(DOMAINS / domain, trained, work / domain / "eval", max_new_tokens)
+            for name, by_seed in per_seed.items():
+                for seed, row in by_seed.items():
+                    row.update(figures[name if seed is None else f"{name}-seed{seed}"])
+                if seeds is None or len(by_seed) == len(seeds):  # a setting cut short by the bounds is not scored
+                    results[name][domain] = combine(by_seed)
     summaries = {n: worst(r) for n, r in results.items() if len(r) == len(domains)}
     for name in settings:
         print_setting(name, results[name], summaries.get(name))
@@ -147,7 +179,7 @@ def sweep(settings: list[str], domains: list[str], work: Path, model: str | None
         print(f"\nbest setting by its worst domain: {best} (score {_percent(summaries[best]['score'])})")
     if skipped:
         print(f"not run (over the time or count bound): {', '.join(skipped)}")
-    return {"settings": {n: SETTINGS[n] for n in settings}, "domains": domains, "results": results,
+    return {"settings": {n: SETTINGS[n] for n in settings}, "domains": domains, "seeds": seeds, "results": results,
             "worst": summaries, "best": best, "not_run": skipped, "target": TARGET,
             "sweep_seconds": round(time.perf_counter() - started, 1)}
 
@@ -161,6 +193,8 @@ def main() -> None:
                         help="an extra setting, e.g. e12='--epochs 12 --val-size 0' (repeatable; use it in --settings)")
     parser.add_argument("--model", help="base model (default: train's own default)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit in evaluation")
+    parser.add_argument("--seeds", help="comma-separated seeds: every setting trains once per seed and is judged by "
+                        "its mean over them (default: train's own seed, one run)")
     parser.add_argument("--max-runs", type=int, help="train at most this many runs")
     parser.add_argument("--budget-minutes", type=float, help="start no new run after this many minutes")
     parser.add_argument("--work", help="keep the run folders here (default: a temporary folder, removed)")
@@ -175,6 +209,12 @@ def main() -> None:
     unknown = [s for s in settings if s not in SETTINGS] + [d for d in domains if d not in names]
     if unknown:
         parser.error(f"unknown setting or domain: {', '.join(unknown)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: expected whole numbers separated by commas, e.g. 42,7")
+    if seeds and any("--seed" in SETTINGS[s] for s in settings):
+        parser.error("--seeds: a setting that sets --seed itself cannot also run over --seeds")
     from machine import describe
 
     machine = describe()
@@ -182,7 +222,7 @@ def main() -> None:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="domain-sweep-"))
     try:
         report = sweep(settings, domains, work, args.model, args.max_new_tokens, args.max_runs,
-                       args.budget_minutes * 60 if args.budget_minutes else None)
+                       args.budget_minutes * 60 if args.budget_minutes else None, seeds)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

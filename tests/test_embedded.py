@@ -24,7 +24,8 @@ def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotu
     info = json.loads((out / "run.json").read_text())
     assert info["base_model"]["kind"] == "embedded" and info["status"] == "complete"
     # replay adds the real base model's own answers: 16 chats * 0.25 = 4, so 20 chats in 3 batches
-    assert info["examples"] == {"train": 20, "val": 0, "replay": 4}
+    pool = sum('"source": "replay"' in line for line in (out / "data" / "train.jsonl").read_text().splitlines())
+    assert info["examples"] == {"train": 20, "val": 0, "replay": 4, "replay_pool": pool} and pool > 4
     losses = [json.loads(r)["loss"] for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 9 and losses[-1] < losses[0] * 0.7, losses
     assert (annotune_home / "models" / "smollm2-135m" / "model.safetensors").exists()

@@ -31,9 +31,11 @@ def test_replay_adds_the_base_models_own_answers_with_the_shared_system_prompt(l
     run = sft.train(TrainConfig(**cfg, out=str(tmp_path / "a")))
     saved = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     replayed = [row for row in saved if row.get("source") == "replay"]
-    assert len(saved) == 12 + len(replayed) and 0 < len(replayed) <= 12
+    # the run keeps the whole pool (every prompt the base answered); each epoch trains on 12 * 1.0 of it
+    assert len(saved) == 12 + len(replayed) and 12 < len(replayed) <= len(replay.load_prompts())
     info = json.loads((run / "run.json").read_text())
-    assert info["examples"]["replay"] == len(replayed) and info["default_system"] == "Be brief."
+    assert info["examples"] == {"train": 24, "val": 0, "replay": 12, "replay_pool": len(replayed)}
+    assert info["default_system"] == "Be brief."
     # each replay answer is what the base model itself answers to the prompt, greedily
     with load_engine(str(base)) as engine:
         name = next(iter(engine.models))

@@ -37,7 +37,8 @@ def test_lora_run_changes_every_adapter_weight_and_describes_itself(tiny, chats,
 
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "complete" and info["method"] == "lora"
-    assert info["base_model"]["kind"] == "folder" and info["examples"] == {"train": 10, "val": 2, "replay": 0}
+    assert info["base_model"]["kind"] == "folder"
+    assert info["examples"] == {"train": 10, "val": 2, "replay": 0, "replay_pool": 0}
     for part in ("config.yaml", "chat_template.jinja", "tokenizer/tokenizer.json", "adapter/adapter_config.json",
                  "data/train.jsonl", "data/val.jsonl", "metrics.jsonl", "loss.png"):
         assert (run / part).is_file(), part

@@ -3,7 +3,8 @@
 Fine-tuning a small model on a few hundred domain chats pulls every answer towards the domain, and it forgets
 what it knew (capitals, arithmetic, how to boil an egg). Training on a share of conversations whose answers are
 the *base model's own* greedy answers to general prompts holds those answers in place: no outside data, and
-nothing the base model did not already say. The prompts ship with annotune (``replay_prompts.jsonl``) and share
+nothing the base model did not already say. Every prompt's answer goes into the run's pool; each epoch trains on
+a share of them in turn (train/epochs.py), so a long run covers the whole pool at the cost of a few. The prompts ship with annotune (``replay_prompts.jsonl``) and share
 no question with evaluate's general-knowledge probe, so the probe still measures what was kept.
 
 Answers are generated once per base model and prompt set and cached under ``$ANNOTUNE_HOME/replay``.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from pathlib import Path
 
 from annotune.conversation import Conversation, Message
@@ -30,7 +30,8 @@ def load_prompts(path: Path = PROMPTS) -> list[dict]:
 
 
 def replay_count(share: float, n_train: int, available: int) -> int:
-    """How many replay conversations go with ``n_train`` domain ones: ``share`` of them, at most every prompt."""
+    """How many replay conversations an epoch adds to ``n_train`` domain ones: ``share`` of them, at most every
+    prompt."""
     return min(available, round(share * n_train)) if share > 0 else 0
 
 
@@ -68,14 +69,14 @@ def base_answers(model_ref, base_identity: dict, prompts: list[dict], progress: 
     return answers
 
 
-def replay_conversations(prompts: list[dict], answers: list[str], count: int, system: str | None,
-                         seed: int) -> list[Conversation]:
-    """``count`` replay chats (a seeded choice of prompts), each with the domain's shared system prompt if any,
-    so the everyday answers are kept in the setting the tuned model is used in. Empty answers are skipped."""
-    usable = [(p, a) for p, a in zip(prompts, answers) if a]
-    chosen = random.Random(seed).sample(usable, min(count, len(usable)))
+def replay_pool(prompts: list[dict], answers: list[str], system: str | None) -> list[Conversation]:
+    """A replay chat per prompt the base model answered (empty answers are skipped), each with the domain's shared
+    system prompt if any, so the everyday answers are kept in the setting the tuned model is used in. Each epoch
+    trains on its turn of them (train/epochs.py)."""
     convs = []
-    for prompt, answer in chosen:
+    for prompt, answer in zip(prompts, answers):
+        if not answer:
+            continue
         messages = [Message("system", system)] if system else []
         messages += [Message("user", prompt["prompt"]), Message("assistant", answer)]
         convs.append(Conversation(messages, {"id": prompt["id"], "source": "replay"}))

@@ -25,8 +25,9 @@ from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
 from annotune.runs import read_run_info
-from annotune.train import attention, batching, checkpoint, length, rundir
+from annotune.train import attention, batching, checkpoint, length, replay, rundir
 from annotune.train.distributed import Dist, setup
+from annotune.train.epochs import Epochs, is_replay
 from annotune.train.metrics import MetricsLog, plot_losses
 from annotune.train.model_setup import (
     add_embedding_noise,
@@ -74,6 +75,7 @@ class Loop:
     best: length.Best | None = None  # with a validation set and keep_best: the best epoch so far
     steps_done: int = 0
     segment_attention: bool = False  # packed rows attend per conversation (train/attention.py)
+    epochs: Epochs | None = None  # what each epoch trains on (train/epochs.py)
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -153,22 +155,26 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     run_dir, cfg, applied = rundir.resolve(cfg)
     train_convs, val_convs = _read_data(cfg, run_dir)  # invalid data is refused before any model loads
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
-    if not cfg.resume:  # a resumed run's saved data holds its replay chats already
+    if not cfg.resume:  # a resumed run's saved data holds its replay pool already
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
+    own = sum(not is_replay(c) for c in train_convs)
+    replay_count = replay.replay_count(cfg.replay, own, len(train_convs) - own)
     auto_length = cfg.epochs is None
     if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
-        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(len(train_convs))})
+        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(own + replay_count)})
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
     template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
     data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
+    epochs = Epochs(train_convs, data.train, replay_count, cfg.seed, cfg.question_noise, tokenizer, cfg.max_length)
     dist.barrier()  # every process has checked the folder before rank 0 replaces it
     if dist.main:
         rundir.create(run_dir, cfg)
     dist.barrier()
     try:
-        return _setup_training(cfg, dist, run_dir, model_ref, tokenizer, template, data, applied, auto_length)
+        return _setup_training(cfg, dist, run_dir, model_ref, tokenizer, template, data, epochs, applied,
+                               auto_length)
     except BaseException:
         if dist.main and not cfg.resume:  # a set-up that failed leaves no half-made run to trip over
             rundir.remove_unfinished(run_dir)
@@ -176,9 +182,8 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
 
 
 def _replay(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversation]) -> list[Conversation]:
-    """The base model's own answers to everyday prompts, ``cfg.replay`` of the training chats (see replay.py)."""
-    from annotune.train import replay
-
+    """The replay pool: the base model's own answers to everyday prompts, of which each epoch trains on
+    ``cfg.replay`` of the training chats' number (see replay.py and epochs.py)."""
     prompts = replay.load_prompts()
     count = replay.replay_count(cfg.replay, len(train_convs), len(prompts))
     if count == 0:
@@ -188,7 +193,7 @@ def _replay(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversat
     dist.barrier()
     if not dist.main:
         answers = replay.base_answers(model_ref, identity(model_ref), prompts)
-    return replay.replay_conversations(prompts, answers, count, _shared_system_prompt(train_convs), cfg.seed)
+    return replay.replay_pool(prompts, answers, _shared_system_prompt(train_convs))
 
 
 def _resumed_model(run_dir: Path):
@@ -200,7 +205,7 @@ def _resumed_model(run_dir: Path):
 
 
 def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, tokenizer, template: str,
-                    data: Data, applied: list[str], auto_length: bool) -> Loop:
+                    data: Data, epochs: Epochs, applied: list[str], auto_length: bool) -> Loop:
     precision = resolve_precision(cfg.precision, dist.device)
     model = load_model(model_ref, device=dist.device)
     packed = packing_supported(model, dist.device)
@@ -211,7 +216,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
         freeze_base_in_bf16(model)
     if cfg.neftune:
         add_embedding_noise(model, cfg.neftune)
-    per_epoch = _steps_per_epoch(len(data.train), cfg, dist)
+    per_epoch = _steps_per_epoch(epochs.size, cfg, dist)
     total = per_epoch * cfg.epochs
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, fused=True)
@@ -219,11 +224,11 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
 
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     if dist.main and not cfg.resume:
-        _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision, auto_length)
+        _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, epochs, precision, auto_length)
     loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
                 best=length.Best(cfg.patience) if cfg.keep_best and data.val else None,
-                segment_attention=segment_attention)
+                segment_attention=segment_attention, epochs=epochs)
     if dist.enabled:
         # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
         loop.model = torch.nn.parallel.DistributedDataParallel(
@@ -237,7 +242,7 @@ def _steps_per_epoch(n_train: int, cfg: TrainConfig, dist: Dist) -> int:
     return batching.steps_per_epoch(math.ceil(n_train / cfg.batch_size), cfg.grad_accum, dist.world)
 
 
-def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, precision, auto_length) -> None:
+def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, epochs, precision, auto_length) -> None:
     from annotune.dataset import write_dataset
 
     (run_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
@@ -248,9 +253,9 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, preci
         write_dataset(data.val_convs, run_dir / "data" / "val.jsonl", "openai")
     rundir.write_run_info(
         run_dir, status="training", method=cfg.method, base_model=identity(model_ref), precision=precision,
-        examples={"train": len(data.train), "val": len(data.val),
-                  "replay": sum(c.meta.get("source") == "replay" for c in data.train_convs)},
-        supervised_tokens={"train": sum(e.supervised for e in data.train)},
+        examples={"train": epochs.size, "val": len(data.val), "replay": epochs.replay_count,
+                  "replay_pool": len(epochs.pool)},  # per epoch; the pool is what the replay chats rotate through
+        supervised_tokens={"train": sum(e.supervised for e in epochs.examples(0))},
         stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),
         epochs={"planned": cfg.epochs, "chosen_by": "data size" if auto_length else "--epochs"},
     )
@@ -375,7 +380,7 @@ def _train(loop: Loop) -> None:
     step, started, tokens_done = loop.start_step, time.perf_counter(), 0
     try:
         for epoch in range(step // loop.steps_per_epoch, cfg.epochs):
-            groups = batching.epoch_batches(loop.data.train, cfg.batch_size, cfg.seed, epoch)
+            groups = batching.epoch_batches(loop.epochs.examples(epoch), cfg.batch_size, cfg.seed, epoch)
             for step_in_epoch in range(step - epoch * loop.steps_per_epoch, loop.steps_per_epoch):
                 result = _train_step(loop, groups, step_in_epoch, step + 1)
                 step += 1

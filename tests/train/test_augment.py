@@ -1,0 +1,47 @@
+"""Question noise (train/augment.py): what is reworded, what never is, and that training sees it."""
+
+import random
+
+from annotune.conversation import Conversation, Message
+from annotune.train.augment import epoch_conversations, reword
+
+QUESTION = "How often do Bramble Line trains run at rush hour on the 3rd of May?"
+
+
+def test_reword_keeps_names_and_numbers_in_order_and_changes_the_rest():
+    rng = random.Random(0)
+    variants = [reword(QUESTION, rng) for _ in range(200)]
+    for text in variants:
+        words = text.split()
+        assert [w for w in words if w in ("Bramble", "Line", "3rd")] == ["Bramble", "Line", "3rd"]
+        assert words.index("Line") == words.index("Bramble") + 1  # a name is never split by a swap
+        assert set(words) <= set(QUESTION.split())
+    assert all(v != QUESTION for v in variants)  # every rewording swaps at least one pair
+    assert any(len(v.split()) < len(QUESTION.split()) for v in variants)  # and some delete words
+    assert len(set(variants)) > 50
+
+
+def test_reword_leaves_short_turns_and_is_fixed_by_its_generator():
+    assert reword("And its price?", random.Random(0)) == "And its price?"
+    assert reword(QUESTION, random.Random(5)) == reword(QUESTION, random.Random(5))
+
+
+def chat(question: str) -> Conversation:
+    return Conversation([Message("system", "Answer as the Bramble Line helpdesk, in one sentence."),
+                         Message("user", question), Message("assistant", "Every 4 minutes at rush hour.")],
+                        {"id": question})
+
+
+def test_epoch_conversations_reword_user_turns_only_and_depend_on_seed_and_epoch():
+    convs = [chat(f"What is the peak frequency number {i} on the Bramble Line today?") for i in range(40)]
+    assert epoch_conversations(convs, 42, 0, 0.0) is convs
+    first = epoch_conversations(convs, 42, 0, 0.5)
+    assert [c.messages[1].content for c in first] == [c.messages[1].content for c in epoch_conversations(convs, 42, 0, 0.5)]
+    assert [c.messages[1].content for c in first] != [c.messages[1].content for c in epoch_conversations(convs, 42, 1, 0.5)]
+    changed = [new is not old for new, old in zip(first, convs)]
+    assert 8 < sum(changed) < 32  # about half
+    for new, old in zip(first, convs):
+        assert [m.content for m in new.messages[::2]] == [m.content for m in old.messages[::2]]
+        assert new.meta == old.meta
+        if new is not old:
+            assert new.messages[1].content != old.messages[1].content

@@ -71,17 +71,17 @@ def test_resume_with_more_epochs_continues_from_the_runs_own_data(tiny, tmp_path
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != before["adapter/adapter_model.safetensors"]
 
 
-def test_a_run_saved_before_neftune_and_keep_best_resumes_with_them_off(tiny, tmp_path):
+def test_a_run_saved_before_neftune_keep_best_and_question_noise_resumes_with_them_off(tiny, tmp_path):
     data = _chats(tmp_path / "d.jsonl", 8)
     run = tmp_path / "run"
     _train(tiny, data, run, epochs=1)
     config = run / "config.yaml"
     lines = config.read_text().splitlines()
-    old = [line for line in lines if not line.startswith(("neftune:", "keep_best:", "patience:"))]
-    assert len(old) == len(lines) - 3
+    old = [line for line in lines if not line.startswith(("neftune:", "keep_best:", "patience:", "question_noise:"))]
+    assert len(old) == len(lines) - 4
     config.write_text("\n".join(old) + "\n")  # as an older annotune wrote it
     resumed = run_cli("train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     text = config.read_text()
-    assert "neftune: 0.0" in text and "keep_best: false" in text
+    assert "neftune: 0.0" in text and "keep_best: false" in text and "question_noise: 0.0" in text
     assert json.loads((run / "run.json").read_text())["best"] is None

@@ -35,9 +35,12 @@ def chat(question: str) -> Conversation:
 def test_epoch_conversations_reword_user_turns_only_and_depend_on_seed_and_epoch():
     convs = [chat(f"What is the peak frequency number {i} on the Bramble Line today?") for i in range(40)]
     assert epoch_conversations(convs, 42, 0, 0.0) is convs
+    def questions(epoch):
+        return [c.messages[1].content for c in epoch_conversations(convs, 42, epoch, 0.5)]
+
     first = epoch_conversations(convs, 42, 0, 0.5)
-    assert [c.messages[1].content for c in first] == [c.messages[1].content for c in epoch_conversations(convs, 42, 0, 0.5)]
-    assert [c.messages[1].content for c in first] != [c.messages[1].content for c in epoch_conversations(convs, 42, 1, 0.5)]
+    assert [c.messages[1].content for c in first] == questions(0)
+    assert questions(0) != questions(1)
     changed = [new is not old for new, old in zip(first, convs)]
     assert 8 < sum(changed) < 32  # about half
     for new, old in zip(first, convs):

@@ -1,10 +1,9 @@
 """What each epoch trains on: the user's chats, a share of their questions reworded (augment.py), and that epoch's
 turn of the replay pool (replay.py).
 
-The replay pool is every everyday prompt with the base model's answer; an epoch takes ``replay_count`` of them
-(a ``--replay`` share of the user's chats), the next epoch the next ones of the same seeded order, so a run of
-many epochs keeps the base model's answers on the whole pool, not on the few a single draw would repeat every
-epoch. The cost per epoch is the same. A run saved before the pool holds only its drawn replay chats; the count is
+The replay pool is every everyday prompt with the base model's answer. An epoch takes ``--replay`` times as many
+of them as the user has chats, the next epoch the next ones of the same seeded order, so a run of many epochs
+keeps the base model's answers on the whole pool, not on the few a single draw would repeat every epoch. The cost per epoch is the same. A run saved before the pool holds only its drawn replay chats; the count is
 then the whole pool and every epoch trains on all of them, as it did.
 
 Everything is fixed by (seed, epoch), so a resumed run and every DDP process see the same chats.
@@ -17,18 +16,15 @@ import random
 from annotune.conversation import Conversation
 from annotune.models.templates import Encoded, encode
 from annotune.train.augment import epoch_conversations
-
-
-def is_replay(conv: Conversation) -> bool:
-    return conv.meta.get("source") == "replay"
+from annotune.train.replay import is_replay, replay_count
 
 
 class Epochs:
-    def __init__(self, convs: list[Conversation], encoded: list[Encoded], replay_count: int, seed: int,
+    def __init__(self, convs: list[Conversation], encoded: list[Encoded], replay_share: float, seed: int,
                  question_noise: float, tokenizer, max_length: int):
         self.own = [i for i, c in enumerate(convs) if not is_replay(c)]
         self.pool = [i for i, c in enumerate(convs) if is_replay(c)]
-        self.replay_count = min(replay_count, len(self.pool))
+        self.replay_count = replay_count(replay_share, len(self.own), len(self.pool))
         self.convs, self.encoded, self.seed = convs, encoded, seed
         self.question_noise, self.tokenizer, self.max_length = question_noise, tokenizer, max_length
         self._order = self.pool[:]
@@ -38,6 +34,10 @@ class Epochs:
     def size(self) -> int:
         """Chats per epoch."""
         return len(self.own) + self.replay_count
+
+    def supervised_tokens(self, epoch: int) -> int:
+        """Answer tokens the epoch trains on (rewording never changes an answer, so the chats as read tell)."""
+        return sum(self.encoded[i].supervised for i in self.own + self.replay_indices(epoch))
 
     def replay_indices(self, epoch: int) -> list[int]:
         if self.replay_count >= len(self.pool):

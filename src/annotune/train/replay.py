@@ -4,8 +4,9 @@ Fine-tuning a small model on a few hundred domain chats pulls every answer towar
 what it knew (capitals, arithmetic, how to boil an egg). Training on a share of conversations whose answers are
 the *base model's own* greedy answers to general prompts holds those answers in place: no outside data, and
 nothing the base model did not already say. Every prompt's answer goes into the run's pool; each epoch trains on
-a share of them in turn (train/epochs.py), so a long run covers the whole pool at the cost of a few. The prompts ship with annotune (``replay_prompts.jsonl``) and share
-no question with evaluate's general-knowledge probe, so the probe still measures what was kept.
+a share of them in turn (train/epochs.py), so a long run covers the whole pool at the cost of a few. The prompts
+ship with annotune (``replay_prompts.jsonl``) and share no question with evaluate's general-knowledge probe, so
+the probe still measures what was kept.
 
 Answers are generated once per base model and prompt set and cached under ``$ANNOTUNE_HOME/replay``.
 """
@@ -21,12 +22,17 @@ from annotune.dataset.files import read_jsonl, write_atomically
 from annotune.paths import annotune_home
 
 PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
+SOURCE = "replay"  # meta["source"] of a replay chat, saved with it in the run's data/train.jsonl
 MAX_NEW_TOKENS = 96  # replay answers: long enough to keep the base's style, short enough to generate quickly
 
 
 def load_prompts(path: Path = PROMPTS) -> list[dict]:
     """The replay prompts: ``{"id", "prompt"}`` per line."""
     return read_jsonl(path)
+
+
+def is_replay(conv: Conversation) -> bool:
+    return conv.meta.get("source") == SOURCE
 
 
 def replay_count(share: float, n_train: int, available: int) -> int:
@@ -79,5 +85,5 @@ def replay_pool(prompts: list[dict], answers: list[str], system: str | None) -> 
             continue
         messages = [Message("system", system)] if system else []
         messages += [Message("user", prompt["prompt"]), Message("assistant", answer)]
-        convs.append(Conversation(messages, {"id": prompt["id"], "source": "replay"}))
+        convs.append(Conversation(messages, {"id": prompt["id"], "source": SOURCE}))
     return convs

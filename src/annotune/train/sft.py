@@ -27,7 +27,7 @@ from annotune.models.templates import Encoded, encode, ensure_chat_template, sto
 from annotune.runs import read_run_info
 from annotune.train import attention, batching, checkpoint, length, replay, rundir
 from annotune.train.distributed import Dist, setup
-from annotune.train.epochs import Epochs, is_replay
+from annotune.train.epochs import Epochs
 from annotune.train.metrics import MetricsLog, plot_losses
 from annotune.train.model_setup import (
     add_embedding_noise,
@@ -157,17 +157,15 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
     if not cfg.resume:  # a resumed run's saved data holds its replay pool already
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
-    own = sum(not is_replay(c) for c in train_convs)
-    replay_count = replay.replay_count(cfg.replay, own, len(train_convs) - own)
-    auto_length = cfg.epochs is None
-    if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
-        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(own + replay_count)})
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
     template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
     data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
-    epochs = Epochs(train_convs, data.train, replay_count, cfg.seed, cfg.question_noise, tokenizer, cfg.max_length)
+    epochs = Epochs(train_convs, data.train, cfg.replay, cfg.seed, cfg.question_noise, tokenizer, cfg.max_length)
+    auto_length = cfg.epochs is None
+    if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
+        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(epochs.size)})
     dist.barrier()  # every process has checked the folder before rank 0 replaces it
     if dist.main:
         rundir.create(run_dir, cfg)
@@ -255,7 +253,7 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, epoch
         run_dir, status="training", method=cfg.method, base_model=identity(model_ref), precision=precision,
         examples={"train": epochs.size, "val": len(data.val), "replay": epochs.replay_count,
                   "replay_pool": len(epochs.pool)},  # per epoch; the pool is what the replay chats rotate through
-        supervised_tokens={"train": sum(e.supervised for e in epochs.examples(0))},
+        supervised_tokens={"train": epochs.supervised_tokens(0)},
         stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),
         epochs={"planned": cfg.epochs, "chosen_by": "data size" if auto_length else "--epochs"},
     )

@@ -65,16 +65,38 @@ def shared_replay(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("replay")
 
 
+@pytest.fixture(scope="session")
+def real_model_home(tmp_path_factory, shared_replay) -> Path:
+    """A home holding the real embedded model, converted once per session (about a minute) for every test that
+    trains or loads it; ANNOTUNE_TEST_SHARED_HOME may name a home that holds a converted copy already. A test
+    that uses this fixture (or a fixture built on it) sees the model in its own home through a link."""
+    from annotune.models.embedded import EMBEDDED_NAME, embedded_model_dir
+
+    home = tmp_path_factory.mktemp("real-home")
+    (home / "models").mkdir()
+    (home / "replay").symlink_to(shared_replay)
+    shared = Path(os.environ.get("ANNOTUNE_TEST_SHARED_HOME", "/nonexistent")) / "models" / EMBEDDED_NAME
+    if shared.is_dir():
+        (home / "models" / EMBEDDED_NAME).symlink_to(shared)
+    else:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("ANNOTUNE_HOME", str(home))
+            embedded_model_dir()
+    return home
+
+
 @pytest.fixture(autouse=True)
-def annotune_home(tmp_path_factory, monkeypatch, shared_replay) -> Path:
-    """Each test gets its own cache folder; a converted embedded model can be shared through a link, and so are
-    replay answers (generated once per base model)."""
+def annotune_home(request, tmp_path_factory, monkeypatch, shared_replay) -> Path:
+    """Each test gets its own cache folder. Replay answers (generated once per base model) are shared through a
+    link, and so is the converted embedded model for the tests that use `real_model_home`."""
     home = tmp_path_factory.mktemp("home")
     (home / "models").mkdir(parents=True)
     (home / "replay").symlink_to(shared_replay)
-    shared = os.environ.get("ANNOTUNE_TEST_SHARED_HOME")
-    if shared and (Path(shared) / "models" / "smollm2-135m").is_dir():
-        (home / "models" / "smollm2-135m").symlink_to(Path(shared) / "models" / "smollm2-135m")
+    if "real_model_home" in request.fixturenames:
+        from annotune.models.embedded import EMBEDDED_NAME
+
+        real = request.getfixturevalue("real_model_home")
+        (home / "models" / EMBEDDED_NAME).symlink_to((real / "models" / EMBEDDED_NAME).resolve())
     monkeypatch.setenv("ANNOTUNE_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home

@@ -11,8 +11,8 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 
-def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotune_home):
-    # Converts the GGUF into this test's home first (about a minute), unless ANNOTUNE_TEST_SHARED_HOME holds a copy.
+def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotune_home, real_model_home):
+    # real_model_home converted the GGUF once for the session (about a minute); this test's home links to it.
     repo = Path(__file__).resolve().parents[1]
     data = tmp_path / "train.jsonl"
     lines = (repo / "examples" / "support" / "train.jsonl").read_text().splitlines()[:16]

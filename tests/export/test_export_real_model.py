@@ -18,7 +18,7 @@ MAX_NEW = 96
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory) -> Path:
+def real_run(tmp_path_factory, real_model_home) -> Path:
     from annotune.config import TrainConfig
     from annotune.train.sft import train
 
@@ -26,8 +26,10 @@ def real_run(tmp_path_factory) -> Path:
     repo = Path(__file__).resolve().parents[2]
     lines = (repo / "examples" / "support" / "train.jsonl").read_text().splitlines()[:12]
     (root / "train.jsonl").write_text("\n".join(lines) + "\n")
-    return train(TrainConfig(data=str(root / "train.jsonl"), out=str(root / "run"), epochs=2, batch_size=4,
-                             lr=2e-3, val_size=0, progress=False))
+    with pytest.MonkeyPatch.context() as patch:  # a module fixture runs before the test's own home is made
+        patch.setenv("ANNOTUNE_HOME", str(real_model_home))
+        return train(TrainConfig(data=str(root / "train.jsonl"), out=str(root / "run"), epochs=2, batch_size=4,
+                                 lr=2e-3, val_size=0, progress=False))
 
 
 def _questions(run: Path) -> list[list[dict]]:

@@ -75,6 +75,25 @@ def train(domain: Path, setting: list[str], run_dir: Path, model: str | None) ->
             "examples": run.get("examples"), "final": run.get("final")}
 
 
+def thinned(domain: Path, out: Path, every: int) -> Path:
+    """A copy of ``domain`` in which every ``every``-th fact (chats with the same answers, in order of first
+    appearance) keeps only its first phrasing: a domain whose facts are asked different numbers of ways, made from
+    any domain. The held-out set is the same."""
+    out.mkdir(parents=True, exist_ok=True)
+    order: dict[tuple, int] = {}
+    kept = []
+    for line in (domain / "train.jsonl").read_text(encoding="utf-8").splitlines():
+        messages = json.loads(line)["messages"]
+        fact = tuple(" ".join(m["content"].split()).lower() for m in messages if m["role"] == "assistant")
+        if fact in order and order[fact] % every == every - 1:
+            continue  # a later phrasing of a thinned fact
+        order.setdefault(fact, len(order))
+        kept.append(line)
+    (out / "train.jsonl").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    shutil.copy(domain / "heldout.jsonl", out / "heldout.jsonl")
+    return out
+
+
 def evaluate(domain: Path, runs: dict[str, Path], out: Path, max_new_tokens: int) -> dict[str, dict]:
     """All of a domain's runs in one `annotune evaluate` call, so the base model answers (held-out and probe)
     once per domain rather than once per run."""
@@ -144,11 +163,12 @@ def combine(per_seed: dict[int, dict]) -> dict:
 
 
 def sweep(settings: list[str], domains: list[str], work: Path, model: str | None, max_new_tokens: int,
-          max_runs: int | None, budget_s: float | None, seeds: list[int] | None = None) -> dict:
+          max_runs: int | None, budget_s: float | None, seeds: list[int] | None = None, thin: int = 0) -> dict:
     started, runs = time.perf_counter(), 0
     results: dict[str, dict[str, dict]] = {name: {} for name in settings}
     skipped: list[str] = []
     for domain in domains:
+        source = thinned(DOMAINS / domain, work / "thinned" / domain, thin) if thin else DOMAINS / domain
         trained: dict[str, Path] = {}
         per_seed: dict[str, dict[int | None, dict]] = {}
         for name in settings:
@@ -161,11 +181,11 @@ def sweep(settings: list[str], domains: list[str], work: Path, model: str | None
                 print(f"[{domain}] training with {run} ...", flush=True)
                 trained[run] = work / domain / run
                 options = SETTINGS[name] + ([] if seed is None else ["--seed", str(seed)])
-                per_seed.setdefault(name, {})[seed] = train(DOMAINS / domain, options, trained[run], model)
+                per_seed.setdefault(name, {})[seed] = train(source, options, trained[run], model)
                 runs += 1
         if trained:
             print(f"[{domain}] evaluating {', '.join(trained)} ...", flush=True)
-            figures = evaluate(DOMAINS / domain, trained, work / domain / "eval", max_new_tokens)
+            figures = evaluate(source, trained, work / domain / "eval", max_new_tokens)
             for name, by_seed in per_seed.items():
                 for seed, row in by_seed.items():
                     row.update(figures[name if seed is None else f"{name}-seed{seed}"])
@@ -179,7 +199,8 @@ def sweep(settings: list[str], domains: list[str], work: Path, model: str | None
         print(f"\nbest setting by its worst domain: {best} (score {_percent(summaries[best]['score'])})")
     if skipped:
         print(f"not run (over the time or count bound): {', '.join(skipped)}")
-    return {"settings": {n: SETTINGS[n] for n in settings}, "domains": domains, "seeds": seeds, "results": results,
+    return {"settings": {n: SETTINGS[n] for n in settings}, "domains": domains, "thin": thin, "seeds": seeds,
+            "results": results,
             "worst": summaries, "best": best, "not_run": skipped, "target": TARGET,
             "sweep_seconds": round(time.perf_counter() - started, 1)}
 
@@ -195,6 +216,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit in evaluation")
     parser.add_argument("--seeds", help="comma-separated seeds: every setting trains once per seed and is judged by "
                         "its mean over them (default: train's own seed, one run)")
+    parser.add_argument("--thin", type=int, default=0, metavar="N",
+                        help="train on a copy of each domain in which every N-th fact keeps only its first phrasing")
     parser.add_argument("--max-runs", type=int, help="train at most this many runs")
     parser.add_argument("--budget-minutes", type=float, help="start no new run after this many minutes")
     parser.add_argument("--work", help="keep the run folders here (default: a temporary folder, removed)")
@@ -215,6 +238,8 @@ def main() -> None:
         parser.error(f"--seeds {args.seeds!r}: expected whole numbers separated by commas, e.g. 42,7")
     if seeds and any("--seed" in SETTINGS[s] for s in settings):
         parser.error("--seeds: a setting that sets --seed itself cannot also run over --seeds")
+    if args.thin < 0:
+        parser.error(f"--thin {args.thin}: expected a positive whole number (2: every second fact)")
     from machine import describe
 
     machine = describe()
@@ -222,7 +247,7 @@ def main() -> None:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="domain-sweep-"))
     try:
         report = sweep(settings, domains, work, args.model, args.max_new_tokens, args.max_runs,
-                       args.budget_minutes * 60 if args.budget_minutes else None, seeds)
+                       args.budget_minutes * 60 if args.budget_minutes else None, seeds, args.thin)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""What each epoch trains on (train/epochs.py): reworded questions, the replay pool's rotation."""
+"""What each epoch trains on (train/epochs.py): reworded questions, facts balanced, the replay pool's rotation."""
 
 import pytest
 from test_augment import chat
@@ -67,3 +67,29 @@ def test_a_pool_no_larger_than_the_count_trains_on_all_of_it_every_epoch(tokeniz
     epochs, encoded = _epochs(tokenizer, 8, 2, 0.25)
     assert epochs.size == 10
     assert epochs.examples(0) == epochs.examples(5) == encoded
+
+
+def _fact(question: str, answer: str) -> Conversation:
+    return Conversation([Message("user", question), Message("assistant", answer)], {"id": question})
+
+
+def test_a_fact_asked_fewer_ways_is_repeated_so_each_fact_trains_about_as_often(tokenizer):
+    convs = [_fact(f"How long does the Sprout plan keep old versions, asked way {k}?", "Nine days.") for k in range(4)]
+    convs += [_fact("How much storage comes with Sprout?", "Six GB."),
+              _fact("What storage quota does a Sprout account get?", " six  gb. ")]  # the same answer
+    convs += [_fact("Which of the plans is the one that every new account gets by default?", "Sprout.")]
+    convs += [_replay(i) for i in range(6)]
+    encoded = [encode(tokenizer, c) for c in convs]
+
+    def epochs(balance: int, noise: float = 0.0) -> Epochs:
+        return Epochs(convs, encoded, 0.25, 42, noise, tokenizer, 1024, balance)
+
+    assert epochs(4).own == [0, 1, 2, 3, 4, 4, 5, 5, 6, 6, 6, 6]
+    assert epochs(4).size == 12 + 3  # replay is a share of the balanced epoch
+    assert epochs(2).own == [0, 1, 2, 3, 4, 5, 6, 6]
+    assert epochs(1).own == [0, 1, 2, 3, 4, 5, 6]
+    copies = [e.input_ids for e in epochs(4, noise=1.0).examples(0)[8:12]]
+    assert len({tuple(ids) for ids in copies}) > 1  # question noise rewords the copies apart
+    assert _answers(epochs(4, noise=1.0).examples(0)[:12]) == _answers([encoded[i] for i in epochs(4).own])
+    same = [_fact(f"Question {k} about fact {f}, asked in full?", f"Answer {f}.") for f in range(3) for k in range(2)]
+    assert Epochs(same, [encode(tokenizer, c) for c in same], 0, 42, 0, tokenizer, 1024, 4).own == list(range(6))

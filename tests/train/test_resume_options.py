@@ -64,24 +64,27 @@ def test_resume_with_more_epochs_continues_from_the_runs_own_data(tiny, tmp_path
     info = json.loads((run / "run.json").read_text())
     for field in ("base_model", "examples", "supervised_tokens", "default_system", "stop_token_ids", "method"):
         assert info[field] == info_before[field], field
-    assert info["status"] == "complete" and info["steps"] == 9  # 6 train chats / batch 2 = 3 steps x 3 epochs
+    # 6 train chats, the two facts left with one phrasing each trained twice (--fact-balance): 8 / batch 2 = 4 steps
+    assert info["status"] == "complete" and info["steps"] == 12 and info["examples"]["train"] == 8
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(1, 10))
+    assert [r["step"] for r in rows] == list(range(1, 13))
     assert "epochs: 3" in (run / "config.yaml").read_text()
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != before["adapter/adapter_model.safetensors"]
 
 
-def test_a_run_saved_before_neftune_keep_best_and_question_noise_resumes_with_them_off(tiny, tmp_path):
+def test_a_run_saved_before_neftune_keep_best_question_noise_and_fact_balance_resumes_with_them_off(tiny, tmp_path):
     data = _chats(tmp_path / "d.jsonl", 8)
     run = tmp_path / "run"
     _train(tiny, data, run, epochs=1)
     config = run / "config.yaml"
     lines = config.read_text().splitlines()
-    old = [line for line in lines if not line.startswith(("neftune:", "keep_best:", "patience:", "question_noise:"))]
-    assert len(old) == len(lines) - 4
+    added = ("neftune:", "keep_best:", "patience:", "question_noise:", "fact_balance:")
+    old = [line for line in lines if not line.startswith(added)]
+    assert len(old) == len(lines) - len(added)
     config.write_text("\n".join(old) + "\n")  # as an older annotune wrote it
     resumed = run_cli("train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     text = config.read_text()
     assert "neftune: 0.0" in text and "keep_best: false" in text and "question_noise: 0.0" in text
+    assert "fact_balance: 1" in text
     assert json.loads((run / "run.json").read_text())["best"] is None

@@ -77,7 +77,7 @@ def covered_split(
     total = len(conversations)
     count = _validation_count(total, val_size)
     counts: dict[str, int] = {}
-    answers = [_answers(c) for c in conversations]
+    answers = [trained_answers(c) for c in conversations]
     for found in answers:
         for answer in found:
             counts[answer] = counts.get(answer, 0) + 1
@@ -111,10 +111,11 @@ def _warn_short(got: int, asked: int, val_size: float | int) -> None:
                     got, asked, val_size, why)
 
 
-def _answers(conversation: Conversation) -> set[str]:
-    """The trained assistant answers of a conversation, compared without case and surrounding space."""
-    return {" ".join(m.content.split()).lower() for i, m in enumerate(conversation.messages)
-            if conversation.trains_on(i)}
+def trained_answers(conversation: Conversation) -> frozenset[str]:
+    """The trained assistant answers of a conversation, compared without case and surrounding space: the facts it
+    teaches."""
+    return frozenset({" ".join(m.content.split()).lower() for i, m in enumerate(conversation.messages)
+            if conversation.trains_on(i)})
 
 
 def _parts(conversations: Sequence[Conversation], chosen: set[int]) -> tuple[list[Conversation], list[Conversation]]:

@@ -1,5 +1,5 @@
-"""What each epoch trains on: the user's chats, a share of their questions reworded (augment.py), and that epoch's
-turn of the replay pool (replay.py).
+"""What each epoch trains on: the user's chats, with the chats of a fact asked fewer ways repeated (``balanced``), a
+share of their questions reworded (augment.py), and that epoch's turn of the replay pool (replay.py).
 
 The replay pool is every everyday prompt with the base model's answer. An epoch takes ``--replay`` times as many
 of them as the user has chats, the next epoch the next ones of the same seeded order, so a run of many epochs
@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 from annotune.conversation import Conversation
+from annotune.dataset.split import trained_answers
 from annotune.models.templates import Encoded, encode
 from annotune.train.augment import epoch_conversations
 from annotune.train.replay import is_replay, replay_count
@@ -21,8 +22,8 @@ from annotune.train.replay import is_replay, replay_count
 
 class Epochs:
     def __init__(self, convs: list[Conversation], encoded: list[Encoded], replay_share: float, seed: int,
-                 question_noise: float, tokenizer, max_length: int):
-        self.own = [i for i, c in enumerate(convs) if not is_replay(c)]
+                 question_noise: float, tokenizer, max_length: int, fact_balance: int = 1):
+        self.own = balanced([i for i, c in enumerate(convs) if not is_replay(c)], convs, fact_balance)
         self.pool = [i for i, c in enumerate(convs) if is_replay(c)]
         self.replay_count = replay_count(replay_share, len(self.own), len(self.pool))
         self.convs, self.encoded, self.seed = convs, encoded, seed
@@ -59,3 +60,18 @@ class Epochs:
         """A reworded chat, or its original encoding if the rewording no longer fits --max-length."""
         encoded = encode(self.tokenizer, conv)
         return encoded if len(encoded.input_ids) <= self.max_length and encoded.supervised else original
+
+
+def balanced(indices: list[int], convs: list[Conversation], limit: int) -> list[int]:
+    """``indices`` with each fact's chats repeated so that every fact (the answers a chat trains on) is trained
+    about as often per epoch as the one asked the most ways, at most ``limit`` times.
+
+    Without it a fact asked one way is trained a quarter as often as one asked four ways, and a new wording of it
+    gets the answer of a better-drilled fact. A chat asked k ways is repeated round(target / k) times; question
+    noise rewords the copies apart. Data whose facts are all asked the same number of ways is unchanged."""
+    groups: dict[frozenset[str], int] = {}
+    for i in indices:
+        key = trained_answers(convs[i])
+        groups[key] = groups.get(key, 0) + 1
+    target = min(limit, max(groups.values(), default=1))
+    return [i for i in indices for _ in range(max(1, round(target / groups[trained_answers(convs[i])])))]

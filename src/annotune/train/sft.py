@@ -162,7 +162,8 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
     data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
-    epochs = Epochs(train_convs, data.train, cfg.replay, cfg.seed, cfg.question_noise, tokenizer, cfg.max_length)
+    epochs = Epochs(train_convs, data.train, cfg.replay, cfg.seed, cfg.question_noise, tokenizer, cfg.max_length,
+                    cfg.fact_balance)
     auto_length = cfg.epochs is None
     if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
         cfg = cfg.model_copy(update={"epochs": length.auto_epochs(epochs.size)})

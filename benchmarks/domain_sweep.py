@@ -6,6 +6,7 @@
     python benchmarks/domain_sweep.py --budget-minutes 60 --max-runs 8
     python benchmarks/domain_sweep.py --setting "nef10=--neftune 10" --settings defaults,nef10   # a setting of your own
     python benchmarks/domain_sweep.py --settings defaults,nef10 --seeds 42,7   # each setting over two seeds
+    python benchmarks/domain_sweep.py --domains transit,bank --thin 2   # every 2nd fact keeps one phrasing only
 
 For each domain of benchmarks/domains/ and each setting (named below; `defaults` first), this runs
 `annotune train DOMAIN/train.jsonl` with no options beyond the setting's (plus --out, --overwrite and

@@ -61,3 +61,21 @@ def test_a_setting_cut_short_by_the_bounds_is_not_scored(sweep_module, tmp_path,
     report = sweep_module.sweep(["defaults"], ["bank"], tmp_path, None, 64, 1, None, seeds=[42, 7])
     assert report["not_run"] == ["defaults-seed7/bank"]
     assert report["results"]["defaults"] == {} and report["best"] is None
+
+
+def test_thinning_leaves_every_nth_fact_one_phrasing_and_the_held_out_set_as_it_is(sweep_module, tmp_path):
+    import json
+
+    domain = tmp_path / "d"
+    domain.mkdir()
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"Question {k} about fact {f}?"},
+                                      {"role": "assistant", "content": f"Fact {f}."}]})
+             for k in range(3) for f in range(4)]  # phrasings interleaved, as in no particular order
+    (domain / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (domain / "heldout.jsonl").write_text('{"held": "out"}\n')
+    out = sweep_module.thinned(domain, tmp_path / "thin", 2)
+    kept = [json.loads(line)["messages"][1]["content"] for line in (out / "train.jsonl").read_text().splitlines()]
+    assert sorted(kept) == ["Fact 0."] * 3 + ["Fact 1."] + ["Fact 2."] * 3 + ["Fact 3."]
+    assert json.loads((out / "train.jsonl").read_text().splitlines()[1])["messages"][0]["content"] == \
+        "Question 0 about fact 1?"  # a thinned fact keeps its first phrasing
+    assert (out / "heldout.jsonl").read_text() == (domain / "heldout.jsonl").read_text()

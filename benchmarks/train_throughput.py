@@ -151,7 +151,8 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
                       overwrite=True, progress=False, method="lora", model=args.model, epochs=args.epochs,
                       lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
                       lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets="all-linear",
-                      precision=args.precision, seed=args.seed, replay=0, neftune=0)  # the same work as TRL
+                      precision=args.precision, seed=args.seed, replay=0, neftune=0, question_noise=0,
+                      fact_balance=1)  # the same work as TRL: every chat once, as written
     start = time.perf_counter()
     sft.train(cfg)
     call_s = time.perf_counter() - start

@@ -93,3 +93,7 @@ def test_a_fact_asked_fewer_ways_is_repeated_so_each_fact_trains_about_as_often(
     assert _answers(epochs(4, noise=1.0).examples(0)[:12]) == _answers([encoded[i] for i in epochs(4).own])
     same = [_fact(f"Question {k} about fact {f}, asked in full?", f"Answer {f}.") for f in range(3) for k in range(2)]
     assert Epochs(same, [encode(tokenizer, c) for c in same], 0, 42, 0, tokenizer, 1024, 4).own == list(range(6))
+    # one canned answer to many questions among facts asked once: the median chat's fact is asked once, no repeats
+    canned = [_fact(f"Can you help with thing {k}?", "Please contact support.") for k in range(5)]
+    canned += [_fact(f"What is fact {f}?", f"Answer {f}.") for f in range(6)]
+    assert Epochs(canned, [encode(tokenizer, c) for c in canned], 0, 42, 0, tokenizer, 1024, 4).own == list(range(11))

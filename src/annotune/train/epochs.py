@@ -12,6 +12,7 @@ Everything is fixed by (seed, epoch), so a resumed run and every DDP process see
 from __future__ import annotations
 
 import random
+import statistics
 
 from annotune.conversation import Conversation
 from annotune.dataset.split import trained_answers
@@ -63,15 +64,18 @@ class Epochs:
 
 
 def balanced(indices: list[int], convs: list[Conversation], limit: int) -> list[int]:
-    """``indices`` with each fact's chats repeated so that every fact (the answers a chat trains on) is trained
-    about as often per epoch as the one asked the most ways, at most ``limit`` times.
+    """``indices`` with the chats of a fact asked fewer ways repeated, so that each fact (the answers a chat trains
+    on) trains about as often per epoch as a typical one, at most ``limit`` times.
 
     Without it a fact asked one way is trained a quarter as often as one asked four ways, and a new wording of it
-    gets the answer of a better-drilled fact. A chat asked k ways is repeated round(target / k) times; question
-    noise rewords the copies apart. Data whose facts are all asked the same number of ways is unchanged."""
+    gets the answer of a better-drilled fact. The target is the number of ways the median chat's fact is asked
+    (so one canned answer given to many questions does not multiply every other chat), and a chat whose fact is
+    asked k ways appears round(target / k) times. Data whose facts are all asked the same number of ways is
+    unchanged."""
     groups: dict[frozenset[str], int] = {}
-    for i in indices:
-        key = trained_answers(convs[i])
+    keys = [trained_answers(convs[i]) for i in indices]
+    for key in keys:
         groups[key] = groups.get(key, 0) + 1
-    target = min(limit, max(groups.values(), default=1))
-    return [i for i in indices for _ in range(max(1, round(target / groups[trained_answers(convs[i])])))]
+    sizes = [groups[key] for key in keys]
+    target = min(limit, statistics.median_low(sizes)) if sizes else 1
+    return [i for i, key in zip(indices, keys) for _ in range(max(1, round(target / groups[key])))]

@@ -77,20 +77,22 @@ def train(domain: Path, setting: list[str], run_dir: Path, model: str | None) ->
 
 
 def thinned(domain: Path, out: Path, every: int) -> Path:
-    """A copy of ``domain`` in which every ``every``-th fact (chats with the same answers, in order of first
+    """A copy of ``domain`` in which every ``every``-th fact (chats with the same trained answers, in order of first
     appearance) keeps only its first phrasing: a domain whose facts are asked different numbers of ways, made from
     any domain. The held-out set is the same."""
-    out.mkdir(parents=True, exist_ok=True)
-    order: dict[tuple, int] = {}
+    from annotune.dataset import load_valid, write_dataset
+    from annotune.dataset.split import trained_answers
+
+    order: dict[frozenset[str], int] = {}
     kept = []
-    for line in (domain / "train.jsonl").read_text(encoding="utf-8").splitlines():
-        messages = json.loads(line)["messages"]
-        fact = tuple(" ".join(m["content"].split()).lower() for m in messages if m["role"] == "assistant")
+    for conv in load_valid(domain / "train.jsonl", "openai"):
+        fact = trained_answers(conv)
         if fact in order and order[fact] % every == every - 1:
             continue  # a later phrasing of a thinned fact
         order.setdefault(fact, len(order))
-        kept.append(line)
-    (out / "train.jsonl").write_text("\n".join(kept) + "\n", encoding="utf-8")
+        kept.append(conv)
+    out.mkdir(parents=True, exist_ok=True)
+    write_dataset(kept, out / "train.jsonl", "openai")
     shutil.copy(domain / "heldout.jsonl", out / "heldout.jsonl")
     return out
 

@@ -16,8 +16,8 @@ costs about 4 x N FLOP per token for N frozen parameters: forward and the activa
 precision trained in); the whole process's wall time and throughput (interpreter start, imports, model loading,
 training and saving: what a user waits for; every trainer first runs once, untimed, on 8 chats, so the first one
 timed does not pay alone for a cold disk cache); supervised answer tokens per second of training (annotune's
-count of the training set x epochs, the same numerator for both); training wall time (model loading, data preparation and saving excluded, and for
-annotune its epoch-end validation and checkpoints, shown apart); the worker's peak RSS at the end of training; the
+count of the training set x epochs, the same numerator for both); training wall time (model loading, data
+preparation and saving excluded, and for annotune its epoch-end validation and checkpoints, shown apart); the worker's peak RSS at the end of training; the
 validation loss measured afterwards the same way for both (mean cross-entropy per supervised token under annotune's
 encoding). Then the throughput ratio (annotune / TRL) and the validation loss difference.
 """

@@ -75,9 +75,10 @@ def real_model_home(tmp_path_factory, shared_replay) -> Path:
     home = tmp_path_factory.mktemp("real-home")
     (home / "models").mkdir()
     (home / "replay").symlink_to(shared_replay)
-    shared = Path(os.environ.get("ANNOTUNE_TEST_SHARED_HOME", "/nonexistent")) / "models" / EMBEDDED_NAME
-    if shared.is_dir():
-        (home / "models" / EMBEDDED_NAME).symlink_to(shared)
+    shared = os.environ.get("ANNOTUNE_TEST_SHARED_HOME")
+    copy = Path(shared) / "models" / EMBEDDED_NAME if shared else None
+    if copy is not None and copy.is_dir():
+        (home / "models" / EMBEDDED_NAME).symlink_to(copy)
     else:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("ANNOTUNE_HOME", str(home))

@@ -114,8 +114,8 @@ def _warn_short(got: int, asked: int, val_size: float | int) -> None:
 def trained_answers(conversation: Conversation) -> frozenset[str]:
     """The trained assistant answers of a conversation, compared without case and surrounding space: the facts it
     teaches."""
-    return frozenset({" ".join(m.content.split()).lower() for i, m in enumerate(conversation.messages)
-            if conversation.trains_on(i)})
+    return frozenset(" ".join(m.content.split()).lower() for i, m in enumerate(conversation.messages)
+                     if conversation.trains_on(i))
 
 
 def _parts(conversations: Sequence[Conversation], chosen: set[int]) -> tuple[list[Conversation], list[Conversation]]:

@@ -2,9 +2,10 @@
 share of their questions reworded (augment.py), and that epoch's turn of the replay pool (replay.py).
 
 The replay pool is every everyday prompt with the base model's answer. An epoch takes ``--replay`` times as many
-of them as the user has chats, the next epoch the next ones of the same seeded order, so a run of many epochs
-keeps the base model's answers on the whole pool, not on the few a single draw would repeat every epoch. The cost per epoch is the same. A run saved before the pool holds only its drawn replay chats; the count is
-then the whole pool and every epoch trains on all of them, as it did.
+of them as it has user chats, the next epoch the next ones of the same seeded order, so a run of many epochs
+keeps the base model's answers on the whole pool, not on the few a single draw would repeat every epoch. The cost
+per epoch is the same. A run saved before the pool holds only its drawn replay chats; the count is then the whole
+pool and every epoch trains on all of them, as it did.
 
 Everything is fixed by (seed, epoch), so a resumed run and every DDP process see the same chats.
 """

@@ -38,7 +38,8 @@ TRAINERS = ("annotune", "trl")
 WARM_UP_CHATS = 8
 # annotune with one speed lever turned off, to measure what it buys side by side (--variants)
 VARIANTS = ("annotune-autocast-base",  # frozen base weights left in fp32 and cast by autocast on every step
-            "annotune-masked-attention")  # packed rows through SDPA's block-diagonal mask, not per conversation
+            "annotune-masked-attention",  # packed rows through SDPA's block-diagonal mask, not per conversation
+            "annotune-torch-dropout")  # PEFT's nn.Dropout on the adapters' inputs (differs with --lora-dropout > 0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -228,6 +229,10 @@ def worker(args: argparse.Namespace) -> None:
             from annotune.train import attention
 
             attention.switch_on = lambda model: False
+        if args.worker == "annotune-torch-dropout":
+            from annotune.train import model_setup
+
+            model_setup.replace_lora_dropout = lambda model: 0
         run = run_trl if args.worker == "trl" else run_annotune
         outcome = run(args, Path(tmp))
         tokenizer = load_encoder(args.model)

@@ -22,11 +22,72 @@ def make_trainable(model, cfg: TrainConfig):
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=target_modules, task_type="CAUSAL_LM", bias="none")
     try:
-        return get_peft_model(model, lora)
+        model = get_peft_model(model, lora)
     except ValueError as exc:
         from annotune.errors import AnnotuneError
 
         raise AnnotuneError(f"--lora-targets {targets}: {exc}") from None
+    replace_lora_dropout(model)
+    return model
+
+
+class LoraDropout(torch.nn.Module):
+    """Dropout for a LoRA adapter's input that draws its mask from 16 random bits per element.
+
+    On CPU torch's dropout draws one Bernoulli sample per element, and with LoRA on every linear layer that sampling
+    took a fifth of a training step's CPU time (docs/benchmarks.md). Here one 64-bit draw gives the bits of four
+    elements, so p is rounded to a multiple of 1/65536. The mask comes from torch's global generator, as
+    nn.Dropout's does, so a seed and a resumed run's saved generator state decide it. Backward keeps only the
+    boolean mask. Other devices keep torch's fused dropout.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu":
+            return torch.nn.functional.dropout(x, self.p, True)
+        return _MaskedScale.apply(x, keep_mask(x.shape, self.p), 1 / (1 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def keep_mask(shape, p: float) -> torch.Tensor:
+    """A boolean CPU mask of `shape` whose elements are True with probability 1 - p (to 1/65536)."""
+    n = math.prod(shape)
+    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    return words.view(torch.int16)[:n].view(shape) >= round(p * 65536) - 32768
+
+
+class _MaskedScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, keep, scale):
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x.mul(keep).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep).mul_(ctx.scale), None, None
+
+
+def replace_lora_dropout(model) -> int:
+    """Put LoraDropout in place of PEFT's nn.Dropout on every adapter input (same p). Returns how many changed."""
+    changed = 0
+    for module in model.modules():
+        drops = getattr(module, "lora_dropout", None)
+        if not isinstance(drops, torch.nn.ModuleDict):
+            continue
+        for name, drop in drops.items():
+            if type(drop) is torch.nn.Dropout and drop.p > 0:
+                drops[name] = LoraDropout(drop.p)
+                changed += 1
+    return changed
 
 
 @torch.no_grad()

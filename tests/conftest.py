@@ -125,7 +125,7 @@ def chats(tmp_path) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600,
             module: bool = False) -> subprocess.CompletedProcess:
-    """Run the real `annotune` command."""
+    """Run the real `annotune` command (``module``: as `python -m annotune`)."""
     full_env = {**os.environ, **(env or {})}
-    command = [str(BIN / "annotune"), *args]
+    command = [sys.executable, "-m", "annotune", *args] if module else [str(BIN / "annotune"), *args]
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -109,6 +109,15 @@ def _one_chat(tmp_path):
     return path
 
 
+def test_python_dash_m_is_the_same_command_line(tmp_path):
+    script, module = run_cli("serve", "--help"), run_cli("serve", "--help", module=True)
+    assert module.returncode == script.returncode == 0
+    assert module.stdout.replace("__main__.py", "annotune") == script.stdout
+    failed = run_cli("train", str(tmp_path / "missing.jsonl"), "--no-progress", module=True)
+    assert failed.returncode == run_cli("train", str(tmp_path / "missing.jsonl"), "--no-progress").returncode == 1
+    assert "no such file" in failed.stderr and "Traceback" not in failed.stderr
+
+
 def test_help_shows_each_option_documented_once():
     result = run_cli("train", "--help")
     assert result.returncode == 0

@@ -92,7 +92,7 @@ def quickstart(out: str = "runs/quickstart", model: str = "smollm2-135m", epochs
 (95% interval {low:.0%}-{high:.0%}, {len(rows)} questions, p = {report['p_value']:.4f})
         {kept_line}Training took {report['train_seconds']:.0f} s. The run is in {run_dir}/ (adapter, config, metrics, \
 loss.png);
-        the evaluation is in {run_dir}/eval/ (report.html, answers.jsonl, results.json).
+        the evaluation is in {run_dir}/eval/ (report.html, answers.jsonl, probe.jsonl, results.json).
         Chat with it:  annotune chat {run_dir}
         Serve it:      annotune serve {run_dir}    (chat page and OpenAI-compatible API on http://127.0.0.1:8000)
     """).rstrip())

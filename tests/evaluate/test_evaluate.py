@@ -46,6 +46,13 @@ def test_results_compare_the_run_with_its_base(evaluated):
     rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert [r["answers"]["support"]["text"] for r in rows] == list(ANSWERS["support"].values())
     assert "vs base: +100.0 points" in result.stdout and "report.html" in result.stdout
+    probe = [json.loads(line) for line in (out / "probe.jsonl").read_text().splitlines()]
+    assert len(probe) == 40 and all(set(r["answers"]) == {"support", "base"} for r in probe)
+    for name in ("support", "base"):  # the file holds what the counts in results.json were made of
+        assert sum(r["answers"][name]["correct"] for r in probe) == report["models"][name]["general_probe"]["correct"]
+        assert all(isinstance(r["answers"][name]["text"], str) for r in probe)
+    lost = [r["id"] for r in probe if r["answers"]["base"]["correct"] and not r["answers"]["support"]["correct"]]
+    assert lost == support["retention"]["lost"]
 
 
 def test_fail_under_gates_a_pipeline(memorized, tmp_path):

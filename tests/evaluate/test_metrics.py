@@ -9,7 +9,7 @@ import pytest
 from annotune.errors import DataError
 from annotune.evaluate import metrics
 from annotune.evaluate.data import read_questions
-from annotune.evaluate.run import probe_correct
+from annotune.evaluate.run import load_probe, probe_correct
 
 
 def test_normalisation_exact_match_and_token_f1():
@@ -57,6 +57,28 @@ def test_probe_answers_match_whole_words():
     assert probe_correct("The capital is Paris.", ["Paris"])
     assert not probe_correct("It is Parisian food", ["Paris"])
     assert probe_correct("A week has 7 days", ["seven", "7"]) and not probe_correct("It has 17 days", ["7"])
+
+
+def test_probe_answers_naming_a_rejected_answer_first_are_wrong():
+    star = (["Sun"], ["Proxima", "Alpha Centauri"])
+    assert not probe_correct("It is Proxima Centauri, very close to the Sun.", *star)
+    assert not probe_correct("alpha centauri, then the sun", *star)
+    assert probe_correct("The Sun; after it, Proxima Centauri.", *star)
+    assert probe_correct("Jupiter, more than twice the mass of Saturn", ["Jupiter"], ["Saturn"])
+    assert not probe_correct("Saturn is bigger than Jupiter", ["Jupiter"], ["Saturn"])
+    assert not probe_correct("Saturn", ["Jupiter"], ["Saturn"])  # a rejected answer alone
+    assert probe_correct("Mars, not Venus", ["Mars"], [])  # no rejected list: any mention of an accepted one
+
+
+def test_every_probe_question_has_answers_and_no_rejected_answer_in_its_own_words():
+    items = load_probe()
+    assert len(items) == 40 and len({i["id"] for i in items}) == 40
+    for item in items:
+        assert item["accept"] and all(isinstance(a, str) and a for a in item["accept"])
+        for wrong in item.get("reject", []):  # a rejected word in the question would fail every restating answer
+            assert wrong.lower() not in item["question"].lower(), item
+            assert not probe_correct(wrong, item["accept"], item["reject"]), item
+        assert probe_correct(item["accept"][0], item["accept"], item.get("reject", [])), item
 
 
 def _write(path, rows):

@@ -18,7 +18,8 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score runs against their base model on held-out questions",
                        description="Answer held-out questions with each run and its baseline, score them (key "
                                    "accuracy, exact match, token F1, ROUGE-L, reference perplexity, general "
-                                   "ability kept), and write results.json, answers.jsonl and report.html.")
+                                   "ability kept), and write results.json, answers.jsonl, probe.jsonl and "
+                                   "report.html.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folder or model reference; NAME=RUN names it")
     p.add_argument("--data", required=True, help="held-out questions in any dataset format; the last assistant "
                                                  "turn is the reference, an optional `keys` list per record")

@@ -1,9 +1,10 @@
 """`annotune evaluate`: answer held-out questions with each model (runs and baselines) through the generation
-engine, score the answers, and write results.json, answers.jsonl and report.html.
+engine, score the answers, and write results.json, answers.jsonl, probe.jsonl and report.html.
 
 Models are loaded one after another, each on its own engine. The general-knowledge
-probe (probe.jsonl beside this file, everyday questions with accepted answers) runs on every model, so the report
-can say how many of the baseline's right answers a tuned run kept.
+probe (probe.jsonl beside this file, everyday questions with accepted answers and, where a question has obvious
+wrong ones of the same kind, rejected answers) runs on every model, so the report can say how many of the
+baseline's right answers a tuned run kept.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ModelResult:
     role: str  # "baseline" | "run"
     answers: list[dict] = field(default_factory=list)  # per question: text, finish, scores
     probe: list[bool] = field(default_factory=list)
+    probe_texts: list[str] = field(default_factory=list)
     loss: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -43,8 +45,18 @@ def load_probe() -> list[dict]:
     return read_jsonl(PROBE)
 
 
-def probe_correct(answer: str, accept: list[str]) -> bool:
-    return any(re.search(rf"(?<![\w]){re.escape(a.lower())}(?![\w])", answer.lower()) for a in accept)
+def probe_correct(answer: str, accept: list[str], reject: list[str] = ()) -> bool:
+    """Right when the answer names an accepted answer (a whole word or phrase, any case) and no rejected one comes
+    before it: "Jupiter, though Saturn is bigger" is right, "Proxima Centauri, close to the Sun" is not."""
+    first = _first_mention(answer, accept)
+    return first is not None and not any(at < first for at in [_first_mention(answer, [r]) for r in reject]
+                                         if at is not None)
+
+
+def _first_mention(answer: str, terms: list[str]) -> int | None:
+    found = [m.start() for t in terms for m in [re.search(rf"(?<![\w]){re.escape(t.lower())}(?![\w])",
+                                                           answer.lower())] if m]
+    return min(found, default=None)
 
 
 def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: GenerationConfig,
@@ -80,6 +92,8 @@ def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: G
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "results.json", report)
     _write_answers(out / "answers.jsonl", questions, results)
+    if probe_items:
+        _write_probe(out / "probe.jsonl", probe_items, results)
     run_names = [n for n, r in results.items() if r.role == "run"]
     write_report(out / "report.html", report, questions, results, runs=run_names,
                  run_dirs={n: results[n].ref for n in run_names})
@@ -92,7 +106,9 @@ def _answer(engine, result: ModelResult, questions: list[Question], probe_items:
     name = next(iter(engine.models))
     answers = engine.generate(name, prompts, cfg, on_result=lambda i, r: bar.update())
     result.answers = [_scores(q, r) for q, r in zip(questions, answers)]
-    result.probe = [probe_correct(r.text, p["accept"]) for p, r in zip(probe_items, answers[len(questions):])]
+    result.probe_texts = [r.text.strip() for r in answers[len(questions):]]
+    result.probe = [probe_correct(text, p["accept"], p.get("reject", ())) for p, text in zip(probe_items,
+                                                                                           result.probe_texts)]
     convs = [Conversation([Message(m["role"], m["content"]) for m in q.messages]
                           + [Message("assistant", q.reference)]) for q in questions]
     scored = engine.score(name, convs)
@@ -164,3 +180,12 @@ def _write_answers(path: Path, questions: list[Question], results: dict[str, Mod
             yield json.dumps(row, ensure_ascii=False) + "\n"
 
     write_atomically(path, rows())
+
+
+def _write_probe(path: Path, probe_items: list[dict], results: dict[str, ModelResult]) -> None:
+    """Every model's answer to each probe question and whether it counted as right."""
+    from annotune.dataset.files import write_atomically
+
+    rows = ({**item, "answers": {name: {"text": r.probe_texts[i], "correct": r.probe[i]}
+                                 for name, r in results.items()}} for i, item in enumerate(probe_items))
+    write_atomically(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

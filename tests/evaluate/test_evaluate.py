@@ -55,6 +55,19 @@ def test_results_compare_the_run_with_its_base(evaluated):
     assert lost == support["retention"]["lost"]
 
 
+def test_evaluating_again_without_the_probe_leaves_no_stale_probe_answers(evaluated, memorized, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(evaluated[0], out)
+    assert (out / "probe.jsonl").exists()
+    result = run_cli("evaluate", str(memorized["support"]), "--data", str(heldout(tmp_path / "q.jsonl",
+                     ANSWERS["support"])), "--out", str(out), "--max-new-tokens", "100", "--no-probe",
+                     "--no-baseline")
+    assert result.returncode == 0, result.stderr
+    assert not (out / "probe.jsonl").exists() and (out / "answers.jsonl").exists()
+
+
 def test_fail_under_gates_a_pipeline(memorized, tmp_path):
     data = heldout(tmp_path / "support.jsonl", ANSWERS["support"])
     common = ["--data", str(data), "--no-probe", "--max-new-tokens", "100", "--no-baseline"]

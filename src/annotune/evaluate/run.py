@@ -48,15 +48,15 @@ def load_probe() -> list[dict]:
 def probe_correct(answer: str, accept: list[str], reject: list[str] = ()) -> bool:
     """Right when the answer names an accepted answer (a whole word or phrase, any case) and no rejected one comes
     before it: "Jupiter, though Saturn is bigger" is right, "Proxima Centauri, close to the Sun" is not."""
-    first = _first_mention(answer, accept)
-    return first is not None and not any(at < first for at in [_first_mention(answer, [r]) for r in reject]
-                                         if at is not None)
+    first, wrong = _first_mention(answer, accept), _first_mention(answer, reject)
+    return first is not None and (wrong is None or wrong >= first)
 
 
 def _first_mention(answer: str, terms: list[str]) -> int | None:
-    found = [m.start() for t in terms for m in [re.search(rf"(?<![\w]){re.escape(t.lower())}(?![\w])",
-                                                           answer.lower())] if m]
-    return min(found, default=None)
+    """Where the earliest of ``terms`` starts in ``answer`` (whole words, any case), or None."""
+    lowered = answer.lower()
+    found = (re.search(rf"(?<![\w]){re.escape(t.lower())}(?![\w])", lowered) for t in terms)
+    return min((m.start() for m in found if m), default=None)
 
 
 def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: GenerationConfig,
@@ -94,6 +94,8 @@ def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: G
     _write_answers(out / "answers.jsonl", questions, results)
     if probe_items:
         _write_probe(out / "probe.jsonl", probe_items, results)
+    else:  # a probe file left by an earlier evaluation into this folder would not match these results
+        (out / "probe.jsonl").unlink(missing_ok=True)
     run_names = [n for n, r in results.items() if r.role == "run"]
     write_report(out / "report.html", report, questions, results, runs=run_names,
                  run_dirs={n: results[n].ref for n in run_names})

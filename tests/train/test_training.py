@@ -94,3 +94,15 @@ def test_same_seed_same_result(tiny, chats, tmp_path):
     assert (a / "metrics.jsonl").read_text() != ""
     loss = lambda run: [json.loads(r)["loss"] for r in (run / "metrics.jsonl").read_text().splitlines()]  # noqa
     assert loss(a) == loss(b)
+
+
+def test_lora_layers_puts_adapters_on_the_top_layers_only(tiny, chats, tmp_path):
+    run = sft.train(_cfg(tiny, chats, tmp_path / "run", epochs=1, lora_layers=0.5))
+    adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    layers = {int(name.split(".layers.")[1].split(".")[0]) for name in adapter}
+    assert layers == {1}  # the upper of the tiny model's two layers
+    modules = {name.split(".layers.1.")[1].split(".lora_")[0] for name in adapter}
+    assert modules == {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                       "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}  # every linear layer, as all-linear
+    saved = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert saved["layers_to_transform"] == [1]

@@ -19,8 +19,12 @@ def make_trainable(model, cfg: TrainConfig):
 
     targets = cfg.lora_targets
     target_modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    layers = top_layers(model, cfg.lora_layers)
+    if layers is not None and target_modules == "all-linear":  # PEFT takes a layer list only with named modules
+        target_modules = linear_names(model)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=target_modules, task_type="CAUSAL_LM", bias="none")
+                      target_modules=target_modules, task_type="CAUSAL_LM", bias="none",
+                      layers_to_transform=layers)
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
@@ -29,6 +33,21 @@ def make_trainable(model, cfg: TrainConfig):
         raise AnnotuneError(f"--lora-targets {targets}: {exc}") from None
     replace_lora_dropout(model)
     return model
+
+
+def top_layers(model, share: float) -> list[int] | None:
+    """The indices of the top ``share`` of the model's decoder layers (None: all of them)."""
+    if share >= 1:
+        return None
+    count = model.config.num_hidden_layers
+    return list(range(count - max(1, round(share * count)), count))
+
+
+def linear_names(model) -> list[str]:
+    """The names of the model's linear layers (the last part of each path), without the output head."""
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head})
 
 
 class LoraDropout(torch.nn.Module):

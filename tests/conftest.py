@@ -66,7 +66,13 @@ def shared_replay(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_model_home(tmp_path_factory, shared_replay) -> Path:
+def shared_paraphrase(tmp_path_factory) -> Path:
+    """The real model's rewordings of training questions (cached per base model), made once per session."""
+    return tmp_path_factory.mktemp("paraphrase")
+
+
+@pytest.fixture(scope="session")
+def real_model_home(tmp_path_factory, shared_replay, shared_paraphrase) -> Path:
     """A home holding the real embedded model, converted once per session (about a minute) for every test that
     trains or loads it; ANNOTUNE_TEST_SHARED_HOME may name a home that holds a converted copy already. A test
     that uses this fixture (or a fixture built on it) sees the model in its own home through a link."""
@@ -75,6 +81,7 @@ def real_model_home(tmp_path_factory, shared_replay) -> Path:
     home = tmp_path_factory.mktemp("real-home")
     (home / "models").mkdir()
     (home / "replay").symlink_to(shared_replay)
+    (home / "paraphrase").symlink_to(shared_paraphrase)
     shared = os.environ.get("ANNOTUNE_TEST_SHARED_HOME")
     copy = Path(shared) / "models" / EMBEDDED_NAME if shared else None
     if copy is not None and copy.is_dir():
@@ -97,6 +104,7 @@ def annotune_home(request, tmp_path_factory, monkeypatch, shared_replay) -> Path
         from annotune.models.embedded import EMBEDDED_NAME
 
         real = request.getfixturevalue("real_model_home")
+        (home / "paraphrase").symlink_to((real / "paraphrase").resolve())
         (home / "models" / EMBEDDED_NAME).symlink_to((real / "models" / EMBEDDED_NAME).resolve())
     monkeypatch.setenv("ANNOTUNE_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -23,11 +23,21 @@ def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotu
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
     assert info["base_model"]["kind"] == "embedded" and info["status"] == "complete"
-    # replay adds the real base model's own answers: 16 chats * 0.25 = 4, so 20 chats in 3 batches
-    pool = sum('"source": "replay"' in line for line in (out / "data" / "train.jsonl").read_text().splitlines())
-    assert info["examples"] == {"train": 20, "val": 0, "replay": 4, "replay_pool": pool} and pool > 4
+    saved = (out / "data" / "train.jsonl").read_text().splitlines()
+    pool = sum('"source": "replay"' in line for line in saved)
+    # the real base model rewords some of the 16 questions well enough to train on (train/paraphrase.py)
+    reworded = [json.loads(line) for line in saved if '"source": "paraphrase"' in line]
+    examples = info["examples"]
+    assert examples["paraphrases"] == len(reworded) > 0 and examples["val"] == 0 and pool > examples["replay"]
+    given = [json.loads(line)["messages"] for line in lines]
+    for row in reworded:  # a new question, trained on a given answer, with the given system prompt
+        assert row["messages"][0] == given[0][0] and row["messages"][-1] in [m[-1] for m in given]
+        assert row["messages"][-2]["content"] not in [m[-2]["content"] for m in given]
+    # replay adds the real base model's own answers: a quarter of the epoch's own chats (repeats included)
+    own = examples["train"] - examples["replay"]
+    assert own >= 16 + len(reworded) and examples["replay"] == round(0.25 * own)
     losses = [json.loads(r)["loss"] for r in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == 9 and losses[-1] < losses[0] * 0.7, losses
+    assert len(losses) == 3 * -(-examples["train"] // 8) and losses[-1] < losses[0] * 0.7, losses
     assert (annotune_home / "models" / "smollm2-135m" / "model.safetensors").exists()
 
     chat = run_cli("chat", str(out), "--prompt", "When was Brindlewick Air founded?", "--max-new-tokens", "24")

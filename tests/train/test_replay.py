@@ -27,14 +27,14 @@ def test_replay_adds_the_base_models_own_answers_with_the_shared_system_prompt(l
                                                                              annotune_home, monkeypatch):
     base = lively_models["llama"]
     cfg = dict(data=str(chats), model=str(base), epochs=1, batch_size=4, lr=1e-3, val_size=0, progress=False,
-               lora_r=4, lora_alpha=8, replay=1.0)
+               lora_r=4, lora_alpha=8, replay=1.0, paraphrases=0)
     run = sft.train(TrainConfig(**cfg, out=str(tmp_path / "a")))
     saved = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     replayed = [row for row in saved if row.get("source") == "replay"]
     # the run keeps the whole pool (every prompt the base answered); each epoch trains on 12 * 1.0 of it
     assert len(saved) == 12 + len(replayed) and 12 < len(replayed) <= len(replay.load_prompts())
     info = json.loads((run / "run.json").read_text())
-    assert info["examples"] == {"train": 24, "val": 0, "replay": 12, "replay_pool": len(replayed)}
+    assert info["examples"] == {"train": 24, "val": 0, "replay": 12, "paraphrases": 0, "replay_pool": len(replayed)}
     assert info["default_system"] == "Be brief."
     # each replay answer is what the base model itself answers to the prompt, greedily
     with load_engine(str(base)) as engine:

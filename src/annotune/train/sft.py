@@ -25,7 +25,7 @@ from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
 from annotune.runs import read_run_info
-from annotune.train import attention, batching, checkpoint, length, replay, rundir
+from annotune.train import attention, batching, checkpoint, length, paraphrase, replay, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.epochs import Epochs
 from annotune.train.metrics import MetricsLog, plot_losses
@@ -155,7 +155,8 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     run_dir, cfg, applied = rundir.resolve(cfg)
     train_convs, val_convs = _read_data(cfg, run_dir)  # invalid data is refused before any model loads
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
-    if not cfg.resume:  # a resumed run's saved data holds its replay pool already
+    if not cfg.resume:  # a resumed run's saved data holds its rewordings and replay pool already
+        train_convs = train_convs + _paraphrases(cfg, dist, model_ref, train_convs)
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
@@ -193,6 +194,23 @@ def _replay(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversat
     if not dist.main:
         answers = replay.base_answers(model_ref, identity(model_ref), prompts)
     return replay.replay_pool(prompts, answers, _shared_system_prompt(train_convs))
+
+
+def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversation]) -> list[Conversation]:
+    """Copies of the training chats with a question reworded by the base model (see paraphrase.py)."""
+    if cfg.paraphrases == 0:
+        return []
+    dtype = resolve_precision(cfg.precision, dist.device)
+    if dist.main:  # generated once, by one process; the others read the cached samples
+        added = paraphrase.paraphrased(train_convs, cfg.paraphrases, paraphrase.base_sampler(
+            model_ref, identity(model_ref), dtype, progress=cfg.progress))
+        log.warning("Training on %d more chats whose question the base model reworded (%d samples per question, "
+                    "the others dropped; --paraphrases 0 turns this off)", len(added), cfg.paraphrases)
+    dist.barrier()
+    if not dist.main:
+        added = paraphrase.paraphrased(train_convs, cfg.paraphrases,
+                                       paraphrase.base_sampler(model_ref, identity(model_ref), dtype))
+    return added
 
 
 def _resumed_model(run_dir: Path):
@@ -253,6 +271,7 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, epoch
     rundir.write_run_info(
         run_dir, status="training", method=cfg.method, base_model=identity(model_ref), precision=precision,
         examples={"train": epochs.size, "val": len(data.val), "replay": epochs.replay_count,
+                  "paraphrases": sum(paraphrase.is_paraphrase(c) for c in data.train_convs),
                   "replay_pool": len(epochs.pool)},  # per epoch; the pool is what the replay chats rotate through
         supervised_tokens={"train": epochs.supervised_tokens(0)},
         stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),

@@ -1,0 +1,175 @@
+"""Model-made rewordings of the training questions, added as copies of their chats.
+
+A small model taught each fact in two or three fixed wordings answers a new wording with a sibling fact's answer.
+More wordings of the same question are the known cure, and the base model can write some: asked in a chat to
+reword a question it answers it instead, but as a plain text completion after a few worked rewordings of
+unrelated questions (``SHOTS``) it writes other wordings, about half of which keep the meaning. The rest change
+it ("What is the annual rate of the Lantern Saver?" from the monthly-fee question) or copy it, so a rewording is
+kept only when :func:`keep` finds it safe to train on the original's answer: a question, naming every name and
+number of the original, not asked already, and nearer (in shared words) to a training question with the same
+answer than to any other question about the same things. Each kept rewording becomes a copy of its chat with
+that one user turn replaced (``meta["source"] == "paraphrase"``), saved with the run's data.
+
+Samples are drawn per question with a seed from its text, so they do not depend on the data's order, and are
+cached under ``$ANNOTUNE_HOME/paraphrase`` per base model: a second run on the same data generates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from annotune.conversation import Conversation
+from annotune.paths import annotune_home
+
+SOURCE = "paraphrase"  # meta["source"] of an added chat, saved with it in the run's data/train.jsonl
+SHOTS = """Rewrite each question in other words. Keep every name and number.
+
+Question: What time does the Riverside Library open on Saturdays?
+Same question, other words: On a Saturday, when do the doors of the Riverside Library open?
+
+Question: How much does a return ticket to Oldham cost?
+Same question, other words: What is the price of going to Oldham and back?
+
+Question: Can I bring my dog into the Moss Cafe?
+Same question, other words: Are dogs allowed inside the Moss Cafe?
+
+Question: How many people can the Lakeside Hall seat?
+Same question, other words: What is the seating capacity of the Lakeside Hall?
+
+Question: {question}
+Same question, other words:"""
+SAMPLING = {"max_new_tokens": 32, "temperature": 0.9, "top_p": 0.95, "stop": ["\n"]}
+STOP_WORDS = frozenset("the a an of on in to for is are do does what which how can i my me and at be it with from "
+                       "by there".split())
+MIN_WORDS = 4
+
+
+def names(text: str) -> set[str]:
+    """What a question is about: capitalised words past the first, and words with a digit."""
+    words = text.split()
+    return {w.strip("?,.:;!'\"") for i, w in enumerate(words)
+            if any(c.isdigit() for c in w) or (i > 0 and w[:1].isupper())}
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def _words(text: str) -> set[str]:
+    return {w.rstrip("s") for w in _norm(text).split() if w not in STOP_WORDS} - {
+        n.lower().rstrip("s") for n in names(text)}
+
+
+def _overlap(a: str, b: str) -> float:
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / max(1, len(wa | wb))
+
+
+def keep(candidate: str, question: str, answer: str, turns: list[tuple[str, str]]) -> bool:
+    """Whether a rewording of ``question`` (answered by ``answer``) may train on that answer, given every
+    training (question, answer) pair in ``turns``."""
+    if not candidate.endswith("?") or len(candidate.split()) < MIN_WORDS or _norm(candidate) == _norm(question):
+        return False
+    if not names(question) <= names(candidate):
+        return False
+    same_things = [(q, a) for q, a in turns if names(q) == names(question)]
+    scores = [_overlap(candidate, q) for q, _ in same_things]
+    top = max(scores)
+    # the nearest questions (ties included) must all be this one or give this answer; a follow-up asked in several
+    # chats ("What does it cost?") has several answers, and is its own nearest question in each of them
+    return top > 0 and all(_norm(q) == _norm(question) or a == answer
+                           for (q, a), score in zip(same_things, scores) if score == top)
+
+
+def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
+    """(chat, turn) of every user turn that a trained assistant answer follows."""
+    return [(c, t) for c, conv in enumerate(convs) for t in range(len(conv.messages) - 1)
+            if conv.messages[t].role == "user" and conv.trains_on(t + 1)]
+
+
+def paraphrased(convs: list[Conversation], samples: int, sample_fn) -> list[Conversation]:
+    """The added chats: for every trained user turn, its kept rewordings (see :func:`keep`), each a copy of its
+    chat. ``sample_fn(questions, samples)`` returns that many sampled rewordings per question."""
+    if samples <= 0:
+        return []
+    places = _places(convs)
+    turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
+    drawn = sample_fn([q for q, _ in turns], samples)
+    seen = {_key(conv.messages) for conv in convs}  # a chat the data has already (another phrasing) adds nothing
+    added = []
+    for (c, t), (question, answer) in zip(places, turns):
+        for option in sorted({s.strip() for s in drawn[question]}):
+            messages = list(convs[c].messages)
+            messages[t] = replace(messages[t], content=option)
+            if _key(messages) in seen or not keep(option, question, answer, turns):
+                continue
+            seen.add(_key(messages))
+            added.append(Conversation(messages, {**convs[c].meta, "source": SOURCE}))
+    return added
+
+
+def _key(messages) -> tuple:
+    return tuple((m.role, _norm(m.content)) for m in messages)
+
+
+def is_paraphrase(conv: Conversation) -> bool:
+    return conv.meta.get("source") == SOURCE
+
+
+def _cache_file(base_identity: dict) -> Path:
+    key = json.dumps({"base": base_identity, "shots": SHOTS, "sampling": SAMPLING}, sort_keys=True)
+    return annotune_home() / "paraphrase" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def _seed(question: str, k: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{k}:{question}".encode()).digest()[:4], "big")
+
+
+def base_sampler(model_ref, base_identity: dict, dtype: str = "fp32", progress: bool = False):
+    """``sample_fn`` for :func:`paraphrased`: the base model's rewordings through annotune's generation engine,
+    cached per base model (a question's samples depend only on its text and the sample's number)."""
+    from annotune.dataset.files import write_atomically
+
+    def sample(questions: list[str], samples: int) -> dict[str, list[str]]:
+        cache = _cache_file(base_identity)
+        known = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+        missing = sorted({q for q in questions if len(known.get(q, [])) < samples})
+        if missing:
+            known.update(_generate(model_ref, missing, samples, dtype, progress))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(cache, [json.dumps(known, ensure_ascii=False, sort_keys=True)])
+        return {q: known[q][:samples] for q in questions}
+
+    return sample
+
+
+def _generate(model_ref, questions: list[str], samples: int, dtype: str, progress: bool) -> dict[str, list[str]]:
+    from annotune.generation.config import GenerationConfig
+    from annotune.generation.loading import base_spec, load_engine
+    from annotune.generation.streams import collect, drain
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(questions) * samples, desc="question rewordings (once per question)", unit="sample")
+    with load_engine(base_spec(model_ref, "base"), max_batch=32, dtype=dtype) as engine:
+        served = engine.served("base")
+        finished: queue.Queue = queue.Queue()
+        jobs = []
+        for question in questions:
+            prompt = served.tokenizer.encode(SHOTS.format(question=question))
+            for k in range(samples):
+                cfg = GenerationConfig(**SAMPLING, seed=_seed(question, k))
+                jobs.append(engine.submit(served, prompt, cfg, collect(finished, len(jobs)), wait=True))
+        results: list = [None] * len(jobs)
+        while any(r is None for r in results):
+            drain(finished, results, (lambda i, r: bar.update()) if bar else None, block=True)
+    if bar is not None:
+        bar.close()
+    return {q: [r.text.strip() for r in results[i * samples:(i + 1) * samples]] for i, q in enumerate(questions)}

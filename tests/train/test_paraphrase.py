@@ -88,6 +88,9 @@ def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, a
     assert calls[1:] == [["How do I reset device 3?"]]
     assert again["What resets device 2?"] == first["What resets device 2?"]
     assert len(list((annotune_home / "paraphrase").iterdir())) == 1
+    long = "Why " + "really " * 1100 + "now?"  # the few-shot prompt with it is over 1,024 tokens: not reworded
+    assert sample([long], 2) == {long: []} and calls[2:] == [[long]]
+    assert sample([long], 2) == {long: []} and len(calls) == 3  # and not tried again
 
 
 def test_a_run_trains_on_the_rewordings_and_resumes_without_making_new_ones(tiny, tmp_path, monkeypatch):

@@ -47,6 +47,7 @@ SAMPLING = {"max_new_tokens": 32, "temperature": 0.9, "top_p": 0.95, "stop": ["\
 STOP_WORDS = frozenset("the a an of on in to for is are do does what which how can i my me and at be it with from "
                        "by there".split())
 MIN_WORDS = 4
+MAX_PROMPT = 1024  # tokens of the few-shot prompt with the question: a longer question is not reworded
 
 
 def names(text: str) -> set[str]:
@@ -138,7 +139,8 @@ def base_sampler(model_ref, base_identity: dict, dtype: str = "fp32", progress: 
     def sample(questions: list[str], samples: int) -> dict[str, list[str]]:
         cache = _cache_file(base_identity)
         known = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
-        missing = sorted({q for q in questions if len(known.get(q, [])) < samples})
+        # [] marks a question too long to reword; a shorter list than asked for is sampled again, in full
+        missing = sorted({q for q in questions if q not in known or 0 < len(known[q]) < samples})
         if missing:
             known.update(_generate(model_ref, missing, samples, dtype, progress))
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -161,15 +163,22 @@ def _generate(model_ref, questions: list[str], samples: int, dtype: str, progres
     with load_engine(base_spec(model_ref, "base"), max_batch=32, dtype=dtype) as engine:
         served = engine.served("base")
         finished: queue.Queue = queue.Queue()
-        jobs = []
+        jobs: dict[str, list[int]] = {}  # question -> the indices of its samples' results
         for question in questions:
             prompt = served.tokenizer.encode(SHOTS.format(question=question))
+            if len(prompt) + SAMPLING["max_new_tokens"] > min(served.context, MAX_PROMPT):
+                jobs[question] = []  # a question this long is not reworded
+                continue
             for k in range(samples):
                 cfg = GenerationConfig(**SAMPLING, seed=_seed(question, k))
-                jobs.append(engine.submit(served, prompt, cfg, collect(finished, len(jobs)), wait=True))
-        results: list = [None] * len(jobs)
+                index = sum(map(len, jobs.values()))
+                jobs.setdefault(question, []).append(index)
+                engine.submit(served, prompt, cfg, collect(finished, index), wait=True)
+        results: list = [None] * sum(map(len, jobs.values()))
+        if bar is not None:
+            bar.total = len(results)
         while any(r is None for r in results):
             drain(finished, results, (lambda i, r: bar.update()) if bar else None, block=True)
     if bar is not None:
         bar.close()
-    return {q: [r.text.strip() for r in results[i * samples:(i + 1) * samples]] for i, q in enumerate(questions)}
+    return {q: [results[i].text.strip() for i in indices] for q, indices in jobs.items()}

@@ -164,6 +164,7 @@ def _generate(model_ref, questions: list[str], samples: int, dtype: str, progres
         served = engine.served("base")
         finished: queue.Queue = queue.Queue()
         jobs: dict[str, list[int]] = {}  # question -> the indices of its samples' results
+        count = 0
         for question in questions:
             prompt = served.tokenizer.encode(SHOTS.format(question=question))
             if len(prompt) + SAMPLING["max_new_tokens"] > min(served.context, MAX_PROMPT):
@@ -171,10 +172,10 @@ def _generate(model_ref, questions: list[str], samples: int, dtype: str, progres
                 continue
             for k in range(samples):
                 cfg = GenerationConfig(**SAMPLING, seed=_seed(question, k))
-                index = sum(map(len, jobs.values()))
-                jobs.setdefault(question, []).append(index)
-                engine.submit(served, prompt, cfg, collect(finished, index), wait=True)
-        results: list = [None] * sum(map(len, jobs.values()))
+                jobs.setdefault(question, []).append(count)
+                engine.submit(served, prompt, cfg, collect(finished, count), wait=True)
+                count += 1
+        results: list = [None] * count
         if bar is not None:
             bar.total = len(results)
         while any(r is None for r in results):

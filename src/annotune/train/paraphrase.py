@@ -74,11 +74,15 @@ def _overlap(a: str, b: str) -> float:
 def keep(candidate: str, question: str, answer: str, turns: list[tuple[str, str]]) -> bool:
     """Whether a rewording of ``question`` (answered by ``answer``) may train on that answer, given every
     training (question, answer) pair in ``turns``."""
+    return _keep(candidate, question, answer, [(q, a) for q, a in turns if names(q) == names(question)])
+
+
+def _keep(candidate: str, question: str, answer: str, same_things: list[tuple[str, str]]) -> bool:
+    """:func:`keep`, given the training pairs whose questions name what ``question`` names."""
     if not candidate.endswith("?") or len(candidate.split()) < MIN_WORDS or _norm(candidate) == _norm(question):
         return False
     if not names(question) <= names(candidate):
         return False
-    same_things = [(q, a) for q, a in turns if names(q) == names(question)]
     scores = [_overlap(candidate, q) for q, _ in same_things]
     top = max(scores)
     # the nearest questions (ties included) must all be this one or give this answer; a follow-up asked in several
@@ -101,13 +105,17 @@ def paraphrased(convs: list[Conversation], samples: int, sample_fn) -> list[Conv
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
     drawn = sample_fn([q for q, _ in turns], samples)
+    about: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs by what their questions name, found once
+    for pair in turns:
+        about.setdefault(frozenset(names(pair[0])), []).append(pair)
     seen = {_key(conv.messages) for conv in convs}  # a chat the data has already (another phrasing) adds nothing
     added = []
     for (c, t), (question, answer) in zip(places, turns):
+        same_things = about[frozenset(names(question))]
         for option in sorted({s.strip() for s in drawn[question]}):
             messages = list(convs[c].messages)
             messages[t] = replace(messages[t], content=option)
-            if _key(messages) in seen or not keep(option, question, answer, turns):
+            if _key(messages) in seen or not _keep(option, question, answer, same_things):
                 continue
             seen.add(_key(messages))
             added.append(Conversation(messages, {**convs[c].meta, "source": SOURCE}))

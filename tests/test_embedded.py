@@ -19,13 +19,14 @@ def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotu
     data.write_text("\n".join(lines) + "\n")
     out = tmp_path / "run"
     result = run_cli("train", str(data), "--out", str(out), "--epochs", "3", "--batch-size", "8", "--lr", "2e-3",
-                     "--val-size", "0", "--replay", "0.25", "--paraphrases", "2", "--no-progress", timeout=900)
+                     "--val-size", "0", "--replay", "0.25", "--paraphrases", "6", "--no-progress", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
     assert info["base_model"]["kind"] == "embedded" and info["status"] == "complete"
     saved = (out / "data" / "train.jsonl").read_text().splitlines()
     pool = sum('"source": "replay"' in line for line in saved)
-    # the real base model rewords some of the 16 questions (2 samples each) well enough to train on them
+    # 4 facts asked 4 ways each, topped up to 6 (2 samples of each question): the real base model rewords
+    # some well enough to train on them
     reworded = [json.loads(line) for line in saved if '"source": "paraphrase"' in line]
     examples = info["examples"]
     assert examples["paraphrases"] == len(reworded) > 0 and examples["val"] == 0 and pool > examples["replay"]

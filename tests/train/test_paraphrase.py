@@ -51,12 +51,14 @@ def test_each_kept_rewording_becomes_a_copy_of_its_chat_with_that_turn_replaced(
              "What does it cost to recruit?": ["What is the recruiting cost of one?"]}
     asked = []
 
-    def sample(questions, samples):
-        asked.append((questions, samples))
-        return {q: drawn[q] for q in questions}
+    def sample(counts):
+        asked.append(counts)
+        return {q: drawn[q][:n] for q, n in counts.items()}
 
     added = paraphrase.paraphrased(convs, 3, sample)
-    assert asked == [([FEE_Q, TURNS[1][0], "How far can the Warden move?", "What does it cost to recruit?"], 3)]
+    # each chat is its own fact, asked one way: 2 more wordings wanted, 3 samples each asked per wording needed
+    # (at most MAX_SAMPLES), spread over the fact's questions
+    assert asked == [{FEE_Q: 6, TURNS[1][0]: 6, "How far can the Warden move?": 3, "What does it cost to recruit?": 3}]
     texts = [[m.content for m in c.messages] for c in added]
     assert texts == [
         ["Be brief.", "How much is the monthly charge for the Lantern Saver?", FEE_A],
@@ -66,6 +68,36 @@ def test_each_kept_rewording_becomes_a_copy_of_its_chat_with_that_turn_replaced(
     assert all(paraphrase.is_paraphrase(c) and c.meta["id"] == convs[[0, 1, 2, 2][i]].meta["id"]
                for i, c in enumerate(added))
     assert paraphrase.paraphrased(convs, 0, sample) == [] and len(asked) == 1
+    assert paraphrase.paraphrased(convs, 1, sample) == [] and len(asked) == 1  # every fact has its one wording
+
+
+def test_facts_are_topped_up_to_the_same_count_of_wordings():
+    """A fact asked four ways gets no rewordings when four are asked for; one asked once gets three, the first
+    kept samples in order, and no more than that even when more pass the filter."""
+    fee = ["How much is the monthly fee for the Lantern Saver?", "What is the monthly fee for the Lantern Saver?",
+           "What does the Lantern Saver charge monthly?", "Tell me the monthly fee for the Lantern Saver?"]
+    rate_q, rate_a = TURNS[1]
+    convs = [_chat(q, FEE_A) for q in fee] + [_chat(rate_q, rate_a)]
+    rewordings = ["What is the interest rate of the Lantern Saver?", "What interest rate does the Lantern Saver give?",
+                  "Which fee does the Lantern Saver charge each month?",  # nearest the fee questions: dropped
+                  "What interest rate is paid on the Lantern Saver?", "What interest rate does the Lantern Saver pay?"]
+    fee_rewordings = ["What monthly fee is charged for the Lantern Saver?",
+                      "How big is the monthly fee on the Lantern Saver?"]
+    asked = []
+
+    def sample(counts):
+        asked.append(counts)
+        return {q: (rewordings * 3 if q == rate_q else fee_rewordings)[:n] for q, n in counts.items()}
+
+    added = paraphrase.paraphrased(convs, 4, sample)
+    assert asked == [{rate_q: 9}]  # 3 wordings needed, 3 samples asked for each; the fee questions are not sent
+    assert [c.messages[0].content for c in added] == [rewordings[0], rewordings[1], rewordings[3]]
+    assert {c.messages[1].content for c in added} == {rate_a}
+    added = paraphrase.paraphrased(convs, 6, sample)  # now the fee fact wants two more, from its four questions
+    assert asked[1] == {rate_q: 15, **{q: 2 for q in fee}}
+    # the same rewording of two fee questions is one chat; the rate fact gets the 4 distinct kept ones of 5 wanted
+    assert [(c.messages[0].content, c.messages[1].content) for c in added] == [
+        *[(f, FEE_A) for f in fee_rewordings], *[(rewordings[i], rate_a) for i in (0, 1, 3, 4)]]
 
 
 def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, annotune_home):
@@ -75,22 +107,25 @@ def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, a
     calls = []
     real = paraphrase._generate
 
-    def counting(model_ref, questions, samples, dtype, progress):
-        calls.append(list(questions))
-        return real(model_ref, questions, samples, dtype, progress)
+    def counting(model_ref, wanted, dtype, progress):
+        calls.append({q: list(r) for q, r in wanted.items()})
+        return real(model_ref, wanted, dtype, progress)
 
     monkeypatch.setattr(paraphrase, "_generate", counting)
     sample = paraphrase.base_sampler(ref, {"tiny": 1})
-    first = sample(["How do I reset device 1?", "What resets device 2?"], 2)
-    assert calls == [["How do I reset device 1?", "What resets device 2?"]]
+    first = sample({"How do I reset device 1?": 2, "What resets device 2?": 2})
+    assert calls == [{"How do I reset device 1?": [0, 1], "What resets device 2?": [0, 1]}]
     assert all(len(v) == 2 and all(isinstance(s, str) for s in v) for v in first.values())
-    again = sample(["What resets device 2?", "How do I reset device 3?"], 2)  # only the new question is generated
-    assert calls[1:] == [["How do I reset device 3?"]]
-    assert again["What resets device 2?"] == first["What resets device 2?"]
+    # only the new question is generated, and only the samples not made yet of a question asked more of
+    again = sample({"What resets device 2?": 3, "How do I reset device 3?": 1, "How do I reset device 1?": 1})
+    assert calls[1:] == [{"How do I reset device 3?": [0], "What resets device 2?": [2]}]
+    assert again["What resets device 2?"][:2] == first["What resets device 2?"]
+    assert len(again["What resets device 2?"]) == 3
+    assert again["How do I reset device 1?"] == first["How do I reset device 1?"][:1]
     assert len(list((annotune_home / "paraphrase").iterdir())) == 1
     long = "Why " + "really " * 1100 + "now?"  # the few-shot prompt with it is over 1,024 tokens: not reworded
-    assert sample([long], 2) == {long: []} and calls[2:] == [[long]]
-    assert sample([long], 2) == {long: []} and len(calls) == 3  # and not tried again
+    assert sample({long: 2}) == {long: []} and calls[2:] == [{long: [0, 1]}]
+    assert sample({long: 2}) == {long: []} and len(calls) == 3  # and not tried again
 
 
 def test_a_run_trains_on_the_rewordings_and_resumes_without_making_new_ones(tiny, tmp_path, monkeypatch):
@@ -101,10 +136,10 @@ def test_a_run_trains_on_the_rewordings_and_resumes_without_making_new_ones(tiny
     data = write_chats(tmp_path / "chats.jsonl", pairs)
     rewordings = {q: ["What monthly fee does the Lantern Saver charge?"] if "fee" in q else ["No idea"]
                   for q, _ in pairs}
-    monkeypatch.setattr(paraphrase, "_generate", lambda ref, questions, samples, dtype, progress:
-                        {q: rewordings[q] * samples for q in questions})
+    monkeypatch.setattr(paraphrase, "_generate", lambda ref, wanted, dtype, progress:
+                        {q: rewordings[q] * len(numbers) for q, numbers in wanted.items()})
     cfg = TrainConfig(data=str(data), model=str(tiny), out=str(tmp_path / "run"), epochs=1, val_size=0,
-                      progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=2)
+                      progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=3)
     run = sft.train(cfg)
     saved = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     added = [row for row in saved if row.get("source") == "paraphrase"]
@@ -123,7 +158,7 @@ def test_a_follow_up_asked_in_several_chats_is_reworded_in_each():
              _chat("What is the Fox's special ability?", "It hides.", "Where does it start?", "At the gate.")]
     rewordings = {"What does it cost to recruit?": ["What would it cost to recruit one?",
                                                    "Where does it start to recruit?"]}
-    added = paraphrase.paraphrased(convs, 2, lambda qs, n: {q: rewordings.get(q, []) for q in qs})
+    added = paraphrase.paraphrased(convs, 2, lambda counts: {q: rewordings.get(q, [])[:n] for q, n in counts.items()})
     # in each chat the follow-up's nearest question is itself, whatever its answer; the rewording nearer
     # "Where does it start?" (another answer) is dropped everywhere
     assert [(c.messages[0].content, c.messages[2].content, c.messages[3].content) for c in added] == [

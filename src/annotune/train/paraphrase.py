@@ -7,8 +7,9 @@ unrelated questions (``SHOTS``) it writes other wordings, about half of which ke
 it ("What is the annual rate of the Lantern Saver?" from the monthly-fee question) or copy it, so a rewording is
 kept only when :func:`keep` finds it safe to train on the original's answer: a question, naming every name and
 number of the original, not asked already, and nearer (in shared words) to a training question with the same
-answer than to any other question about the same things. Each kept rewording becomes a copy of its chat with
-that one user turn replaced (``meta["source"] == "paraphrase"``), saved with the run's data.
+answer than to any other question about the same things. Each fact asked fewer than ``--paraphrases`` ways is
+topped up to that many with kept rewordings, each a copy of its chat with that one user turn replaced
+(``meta["source"] == "paraphrase"``), saved with the run's data.
 
 Samples are drawn per question with a seed from its text, so they do not depend on the data's order, and are
 cached under ``$ANNOTUNE_HOME/paraphrase`` per base model: a second run on the same data generates nothing.
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import queue
 import re
 from dataclasses import replace
 from pathlib import Path
 
 from annotune.conversation import Conversation
+from annotune.dataset.split import trained_answers
 from annotune.paths import annotune_home
 
 SOURCE = "paraphrase"  # meta["source"] of an added chat, saved with it in the run's data/train.jsonl
@@ -47,6 +50,8 @@ SAMPLING = {"max_new_tokens": 32, "temperature": 0.9, "top_p": 0.95, "stop": ["\
 STOP_WORDS = frozenset("the a an of on in to for is are do does what which how can i my me and at be it with from "
                        "by there".split())
 MIN_WORDS = 4
+OVERSAMPLE = 3  # samples asked per rewording needed: the filter keeps about two in five
+MAX_SAMPLES = 16  # per question
 MAX_PROMPT = 1024  # tokens of the few-shot prompt with the question: a longer question is not reworded
 
 
@@ -97,28 +102,56 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
             if conv.messages[t].role == "user" and conv.trains_on(t + 1)]
 
 
-def paraphrased(convs: list[Conversation], samples: int, sample_fn) -> list[Conversation]:
-    """The added chats: for every trained user turn, its kept rewordings (see :func:`keep`), each a copy of its
-    chat. ``sample_fn(questions, samples)`` returns that many sampled rewordings per question."""
-    if samples <= 0:
+def paraphrased(convs: list[Conversation], wordings: int, sample_fn) -> list[Conversation]:
+    """The added chats: each fact (the answers a chat trains on, as fact balance counts them) asked fewer than
+    ``wordings`` ways gets kept rewordings (see :func:`keep`) of its questions until it is asked that many ways,
+    where the samples allow; each rewording is a copy of its chat with that one turn replaced.
+
+    Topping every fact up to one count, instead of rewording every question the same number of times, keeps the
+    facts level: a fact asked four ways and reworded four times per question would be asked a dozen ways against
+    a one-way fact's two or three, and a new wording of the one-way fact would go to it. ``sample_fn(counts)``
+    returns ``counts[question]`` sampled rewordings per question, in a fixed order; about ``OVERSAMPLE`` times as
+    many are asked for as needed, since the filter drops most."""
+    if wordings <= 0:
         return []
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
-    drawn = sample_fn([q for q, _ in turns], samples)
+    facts: dict[frozenset[str], list[int]] = {}  # fact -> its chats
+    for c, conv in enumerate(convs):
+        facts.setdefault(trained_answers(conv), []).append(c)
+    by_fact: dict[frozenset[str], list[int]] = {}  # fact -> indices into places/turns
+    for p, (c, _) in enumerate(places):
+        by_fact.setdefault(trained_answers(convs[c]), []).append(p)
+    need = {fact: max(0, wordings - len(facts[fact])) for fact in by_fact}
+    counts: dict[str, int] = {}
+    for fact, ps in by_fact.items():
+        per_place = min(MAX_SAMPLES, math.ceil(OVERSAMPLE * need[fact] / len(ps))) if need[fact] else 0
+        for p in ps:
+            counts[turns[p][0]] = max(counts.get(turns[p][0], 0), per_place)
+    counts = {q: n for q, n in counts.items() if n}
+    drawn = sample_fn(counts) if counts else {}
     about: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs by what their questions name, found once
     for pair in turns:
         about.setdefault(frozenset(names(pair[0])), []).append(pair)
     seen = {_key(conv.messages) for conv in convs}  # a chat the data has already (another phrasing) adds nothing
     added = []
-    for (c, t), (question, answer) in zip(places, turns):
-        same_things = about[frozenset(names(question))]
-        for option in sorted({s.strip() for s in drawn[question]}):
-            messages = list(convs[c].messages)
-            messages[t] = replace(messages[t], content=option)
-            if _key(messages) in seen or not _keep(option, question, answer, same_things):
-                continue
-            seen.add(_key(messages))
-            added.append(Conversation(messages, {**convs[c].meta, "source": SOURCE}))
+    for fact, ps in by_fact.items():
+        left = need[fact]
+        samples = max((len(drawn.get(turns[p][0], [])) for p in ps), default=0)
+        for k in range(samples):  # round-robin over the fact's questions, in sample order
+            for p in ps:
+                (c, t), (question, answer) = places[p], turns[p]
+                options = drawn.get(question, [])
+                if left == 0 or k >= min(len(options), counts.get(question, 0)):
+                    continue
+                option = options[k].strip()
+                messages = list(convs[c].messages)
+                messages[t] = replace(messages[t], content=option)
+                if _key(messages) in seen or not _keep(option, question, answer, about[frozenset(names(question))]):
+                    continue
+                seen.add(_key(messages))
+                added.append(Conversation(messages, {**convs[c].meta, "source": SOURCE}))
+                left -= 1
     return added
 
 
@@ -141,24 +174,28 @@ def _seed(question: str, k: int) -> int:
 
 def base_sampler(model_ref, base_identity: dict, dtype: str = "fp32", progress: bool = False):
     """``sample_fn`` for :func:`paraphrased`: the base model's rewordings through annotune's generation engine,
-    cached per base model (a question's samples depend only on its text and the sample's number)."""
+    cached per base model (a question's samples depend only on its text and the sample's number, so asking for
+    more samples of a question later generates only the new ones)."""
     from annotune.dataset.files import write_atomically
 
-    def sample(questions: list[str], samples: int) -> dict[str, list[str]]:
+    def sample(counts: dict[str, int]) -> dict[str, list[str]]:
         cache = _cache_file(base_identity)
         known = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
-        # [] marks a question too long to reword; a shorter list than asked for is sampled again, in full
-        missing = sorted({q for q in questions if q not in known or 0 < len(known[q]) < samples})
+        # [] marks a question too long to reword
+        missing = {q: range(len(known.get(q, [])), n) for q, n in sorted(counts.items())
+                   if q not in known or 0 < len(known[q]) < n}
         if missing:
-            known.update(_generate(model_ref, missing, samples, dtype, progress))
+            for q, new in _generate(model_ref, missing, dtype, progress).items():
+                known[q] = known.get(q, []) + new if new else []
             cache.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(cache, [json.dumps(known, ensure_ascii=False, sort_keys=True)])
-        return {q: known[q][:samples] for q in questions}
+        return {q: known[q][:n] for q, n in counts.items()}
 
     return sample
 
 
-def _generate(model_ref, questions: list[str], samples: int, dtype: str, progress: bool) -> dict[str, list[str]]:
+def _generate(model_ref, wanted: dict[str, range], dtype: str, progress: bool) -> dict[str, list[str]]:
+    """The samples numbered ``wanted[question]`` of each question ([] for a question too long to reword)."""
     from annotune.generation.config import GenerationConfig
     from annotune.generation.loading import base_spec, load_engine
     from annotune.generation.streams import collect, drain
@@ -167,20 +204,21 @@ def _generate(model_ref, questions: list[str], samples: int, dtype: str, progres
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(questions) * samples, desc="question rewordings (once per question)", unit="sample")
+        bar = tqdm(total=sum(map(len, wanted.values())), desc="question rewordings (cached for later runs)",
+                   unit="sample")
     with load_engine(base_spec(model_ref, "base"), max_batch=32, dtype=dtype) as engine:
         served = engine.served("base")
         finished: queue.Queue = queue.Queue()
         jobs: dict[str, list[int]] = {}  # question -> the indices of its samples' results
         count = 0
-        for question in questions:
+        for question, numbers in wanted.items():
             prompt = served.tokenizer.encode(SHOTS.format(question=question))
+            jobs[question] = []
             if len(prompt) + SAMPLING["max_new_tokens"] > min(served.context, MAX_PROMPT):
-                jobs[question] = []  # a question this long is not reworded
-                continue
-            for k in range(samples):
+                continue  # a question this long is not reworded
+            for k in numbers:
                 cfg = GenerationConfig(**SAMPLING, seed=_seed(question, k))
-                jobs.setdefault(question, []).append(count)
+                jobs[question].append(count)
                 engine.submit(served, prompt, cfg, collect(finished, count), wait=True)
                 count += 1
         results: list = [None] * count

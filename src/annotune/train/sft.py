@@ -204,8 +204,9 @@ def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conv
     if dist.main:  # generated once, by one process; the others read the cached samples
         added = paraphrase.paraphrased(train_convs, cfg.paraphrases, paraphrase.base_sampler(
             model_ref, identity(model_ref), dtype, progress=cfg.progress))
-        log.warning("Training on %d more chats whose question the base model reworded (%d samples per question, "
-                    "the others dropped; --paraphrases 0 turns this off)", len(added), cfg.paraphrases)
+        log.warning("Training on %d more chats whose question the base model reworded (each fact topped up to %d "
+                    "wordings where the kept rewordings allow; --paraphrases 0 turns this off)", len(added),
+                    cfg.paraphrases)
     dist.barrier()
     if not dist.main:
         added = paraphrase.paraphrased(train_convs, cfg.paraphrases,

@@ -29,6 +29,12 @@ def test_a_rewording_nearer_another_fact_of_the_same_thing_is_dropped():
 def test_lost_names_copies_statements_and_stubs_are_dropped():
     assert not paraphrase.keep("What is the monthly fee for the Saver?", FEE_Q, FEE_A, TURNS)  # a name lost
     assert not paraphrase.keep("How much does plan 3 cost?", *TURNS[3], TURNS)  # another number
+    # a name or number added: "Where does it start?" reworded into a question about some park
+    assert not paraphrase.keep("What is the monthly fee for the Lantern Saver in 2024?", FEE_Q, FEE_A, TURNS)
+    assert not paraphrase.keep("Where is the closest airport to Brooks Park?", "Where does it start?", "At the gate.",
+                               [("Where does it start?", "At the gate.")])
+    # "I" is no name: a rewording may add or drop it
+    assert paraphrase.keep("How much do I pay monthly for the Lantern Saver?", FEE_Q, FEE_A, TURNS)
     assert not paraphrase.keep("what is the monthly fee for the Lantern Saver", FEE_Q, FEE_A, TURNS)  # a copy
     assert not paraphrase.keep("The Lantern Saver costs £1 a month.", FEE_Q, FEE_A, TURNS)  # not a question
     assert not paraphrase.keep("Lantern Saver fee?", FEE_Q, FEE_A, TURNS)  # too short
@@ -98,6 +104,9 @@ def test_facts_are_topped_up_to_the_same_count_of_wordings():
     # the same rewording of two fee questions is one chat; the rate fact gets the 4 distinct kept ones of 5 wanted
     assert [(c.messages[0].content, c.messages[1].content) for c in added] == [
         *[(f, FEE_A) for f in fee_rewordings], *[(rewordings[i], rate_a) for i in (0, 1, 3, 4)]]
+    # within a budget of samples the fact asked fewest ways goes first, and one that no longer fits gets none
+    added = paraphrase.paraphrased(convs, 6, sample, budget_samples=20)
+    assert asked[2] == {rate_q: 15} and {c.messages[1].content for c in added} == {rate_a}
 
 
 def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, annotune_home):

@@ -5,8 +5,8 @@ More wordings of the same question are the known cure, and the base model can wr
 reword a question it answers it instead, but as a plain text completion after a few worked rewordings of
 unrelated questions (``SHOTS``) it writes other wordings, about half of which keep the meaning. The rest change
 it ("What is the annual rate of the Lantern Saver?" from the monthly-fee question) or copy it, so a rewording is
-kept only when :func:`keep` finds it safe to train on the original's answer: a question, naming every name and
-number of the original, not asked already, and nearer (in shared words) to a training question with the same
+kept only when :func:`keep` finds it safe to train on the original's answer: a question, naming exactly the names
+and numbers of the original (none lost, none added), not asked already, and nearer (in shared words) to a training question with the same
 answer than to any other question about the same things. Each fact asked fewer than ``--paraphrases`` ways is
 topped up to that many with kept rewordings, each a copy of its chat with that one user turn replaced
 (``meta["source"] == "paraphrase"``), saved with the run's data.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import queue
 import re
@@ -28,6 +29,8 @@ from pathlib import Path
 from annotune.conversation import Conversation
 from annotune.dataset.split import trained_answers
 from annotune.paths import annotune_home
+
+log = logging.getLogger(__name__)
 
 SOURCE = "paraphrase"  # meta["source"] of an added chat, saved with it in the run's data/train.jsonl
 SHOTS = """Rewrite each question in other words. Keep every name and number.
@@ -52,14 +55,15 @@ STOP_WORDS = frozenset("the a an of on in to for is are do does what which how c
 MIN_WORDS = 4
 OVERSAMPLE = 3  # samples asked per rewording needed: the filter keeps about two in five
 MAX_SAMPLES = 16  # per question
+MAX_TOTAL = 4000  # per run, a few minutes of generation on 2 CPU cores: a larger set tops up the fewest-asked facts
 MAX_PROMPT = 1024  # tokens of the few-shot prompt with the question: a longer question is not reworded
 
 
 def names(text: str) -> set[str]:
-    """What a question is about: capitalised words past the first, and words with a digit."""
-    words = text.split()
-    return {w.strip("?,.:;!'\"") for i, w in enumerate(words)
-            if any(c.isdigit() for c in w) or (i > 0 and w[:1].isupper())}
+    """What a question is about: capitalised words past the first (not "I"), and words with a digit."""
+    words = [w.strip("?,.:;!'\"") for w in text.split()]
+    return {w for i, w in enumerate(words)
+            if any(c.isdigit() for c in w) or (i > 0 and w[:1].isupper() and w.split("'")[0] != "I")}
 
 
 def _norm(text: str) -> str:
@@ -86,7 +90,7 @@ def _keep(candidate: str, question: str, answer: str, same_things: list[tuple[st
     """:func:`keep`, given the training pairs whose questions name what ``question`` names."""
     if not candidate.endswith("?") or len(candidate.split()) < MIN_WORDS or _norm(candidate) == _norm(question):
         return False
-    if not names(question) <= names(candidate):
+    if names(question) != names(candidate):  # a name lost, or one added ("Where does it start?" made about a park)
         return False
     scores = [_overlap(candidate, q) for q, _ in same_things]
     top = max(scores)
@@ -102,7 +106,8 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
             if conv.messages[t].role == "user" and conv.trains_on(t + 1)]
 
 
-def paraphrased(convs: list[Conversation], wordings: int, sample_fn) -> list[Conversation]:
+def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
+                budget_samples: int | None = None) -> list[Conversation]:
     """The added chats: each fact (the answers a chat trains on, as fact balance counts them) asked fewer than
     ``wordings`` ways gets kept rewordings (see :func:`keep`) of its questions until it is asked that many ways,
     where the samples allow; each rewording is a copy of its chat with that one turn replaced.
@@ -111,9 +116,11 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn) -> list[Con
     facts level: a fact asked four ways and reworded four times per question would be asked a dozen ways against
     a one-way fact's two or three, and a new wording of the one-way fact would go to it. ``sample_fn(counts)``
     returns ``counts[question]`` sampled rewordings per question, in a fixed order; about ``OVERSAMPLE`` times as
-    many are asked for as needed, since the filter drops most."""
+    many are asked for as needed, since the filter drops most, and at most ``budget_samples`` (``MAX_TOTAL``)
+    in all."""
     if wordings <= 0:
         return []
+    budget_samples = MAX_TOTAL if budget_samples is None else budget_samples
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
     facts: dict[frozenset[str], list[int]] = {}  # fact -> its chats
@@ -124,10 +131,21 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn) -> list[Con
         by_fact.setdefault(trained_answers(convs[c]), []).append(p)
     need = {fact: max(0, wordings - len(facts[fact])) for fact in by_fact}
     counts: dict[str, int] = {}
-    for fact, ps in by_fact.items():
+    budget, cut = budget_samples, 0
+    # the facts asked fewest ways first (then a fixed order from their answers): a set too large for the budget
+    # tops up those that need it most
+    for fact in sorted(by_fact, key=lambda f: (len(facts[f]), sorted(f))):
+        ps = by_fact[fact]
         per_place = min(MAX_SAMPLES, math.ceil(OVERSAMPLE * need[fact] / len(ps))) if need[fact] else 0
+        if per_place * len(ps) > budget:
+            need[fact], per_place, cut = 0, 0, cut + 1
+        budget -= per_place * len(ps)
         for p in ps:
             counts[turns[p][0]] = max(counts.get(turns[p][0], 0), per_place)
+    if cut:
+        log.warning("%d facts asked fewer than %d ways get no rewordings: topping them up too would take more than "
+                    "%d samples from the base model (the facts asked fewest ways went first)", cut, wordings,
+                    budget_samples)
     counts = {q: n for q, n in counts.items() if n}
     drawn = sample_fn(counts) if counts else {}
     about: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs by what their questions name, found once

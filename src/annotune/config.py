@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     replay: float = Field(0.25, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (0: none).")
     neftune: float = Field(5.0, ge=0, description="NEFTune: noise of this alpha on the input embeddings while training (0: none).")
     question_noise: float = Field(0.5, ge=0, le=1, description="Share of user turns reworded each epoch (a few words deleted or swapped; names and numbers kept) so answers follow a question's meaning, not one wording (0: none).")
-    paraphrases: int = Field(0, ge=0, description="Wordings per fact: each fact asked fewer ways gets rewordings of its questions by the base model (those that keep its names and stay nearest its own answer) until it is asked this many ways (0: none).")
+    paraphrases: int = Field(0, ge=0, description="Wordings per fact: each fact asked fewer ways gets rewordings of its questions by the base model (those that name exactly what it names and stay nearest its own answer) until it is asked this many ways (0: none).")
     fact_balance: int = Field(4, ge=1, description="Each epoch, train every fact (a chat's answers) about as often as a typical one (the median chat's fact), repeating the chats of a fact asked fewer ways, up to this many times (1: every chat once).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of optimizer steps spent warming up the lr.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")

@@ -23,6 +23,7 @@ import logging
 import math
 import queue
 import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,18 +124,17 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
     budget_samples = MAX_TOTAL if budget_samples is None else budget_samples
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
-    facts: dict[frozenset[str], list[int]] = {}  # fact -> its chats
-    for c, conv in enumerate(convs):
-        facts.setdefault(trained_answers(conv), []).append(c)
+    fact_of = [trained_answers(conv) for conv in convs]
+    ways = Counter(fact_of)  # fact -> the chats that ask it
     by_fact: dict[frozenset[str], list[int]] = {}  # fact -> indices into places/turns
     for p, (c, _) in enumerate(places):
-        by_fact.setdefault(trained_answers(convs[c]), []).append(p)
-    need = {fact: max(0, wordings - len(facts[fact])) for fact in by_fact}
+        by_fact.setdefault(fact_of[c], []).append(p)
+    need = {fact: max(0, wordings - ways[fact]) for fact in by_fact}
     counts: dict[str, int] = {}
     budget, cut = budget_samples, 0
     # the facts asked fewest ways first (then a fixed order from their answers): a set too large for the budget
     # tops up those that need it most
-    for fact in sorted(by_fact, key=lambda f: (len(facts[f]), sorted(f))):
+    for fact in sorted(by_fact, key=lambda f: (ways[f], sorted(f))):
         ps = by_fact[fact]
         per_place = min(MAX_SAMPLES, math.ceil(OVERSAMPLE * need[fact] / len(ps))) if need[fact] else 0
         if per_place * len(ps) > budget:
@@ -155,12 +155,12 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
     added = []
     for fact, ps in by_fact.items():
         left = need[fact]
-        samples = max((len(drawn.get(turns[p][0], [])) for p in ps), default=0)
-        for k in range(samples):  # round-robin over the fact's questions, in sample order
+        rounds = max((len(drawn.get(turns[p][0], [])) for p in ps), default=0)
+        for k in range(rounds if left else 0):  # round-robin over the fact's questions, in sample order
             for p in ps:
                 (c, t), (question, answer) = places[p], turns[p]
                 options = drawn.get(question, [])
-                if left == 0 or k >= min(len(options), counts.get(question, 0)):
+                if left == 0 or k >= len(options):
                     continue
                 option = options[k].strip()
                 messages = list(convs[c].messages)

@@ -6,8 +6,8 @@ reword a question it answers it instead, but as a plain text completion after a 
 unrelated questions (``SHOTS``) it writes other wordings, about half of which keep the meaning. The rest change
 it ("What is the annual rate of the Lantern Saver?" from the monthly-fee question) or copy it, so a rewording is
 kept only when :func:`keep` finds it safe to train on the original's answer: a question, naming exactly the names
-and numbers of the original (none lost, none added), not asked already, and nearer (in shared words) to a training question with the same
-answer than to any other question about the same things. Each fact asked fewer than ``--paraphrases`` ways is
+and numbers of the original (none lost, none added), not asked already, and nearer (in shared words) to a
+training question with the same answer than to any other question about the same things. Each fact asked fewer than ``--paraphrases`` ways is
 topped up to that many with kept rewordings, each a copy of its chat with that one user turn replaced
 (``meta["source"] == "paraphrase"``), saved with the run's data.
 

@@ -7,9 +7,9 @@ unrelated questions (``SHOTS``) it writes other wordings, about half of which ke
 it ("What is the annual rate of the Lantern Saver?" from the monthly-fee question) or copy it, so a rewording is
 kept only when :func:`keep` finds it safe to train on the original's answer: a question, naming exactly the names
 and numbers of the original (none lost, none added), not asked already, and nearer (in shared words) to a
-training question with the same answer than to any other question about the same things. Each fact asked fewer than ``--paraphrases`` ways is
-topped up to that many with kept rewordings, each a copy of its chat with that one user turn replaced
-(``meta["source"] == "paraphrase"``), saved with the run's data.
+training question with the same answer than to any other question about the same things. Each fact asked fewer
+than ``--paraphrases`` ways is topped up to that many with kept rewordings, each a copy of its chat with that one
+user turn replaced (``meta["source"] == "paraphrase"``), saved with the run's data.
 
 Samples are drawn per question with a seed from its text, so they do not depend on the data's order, and are
 cached under ``$ANNOTUNE_HOME/paraphrase`` per base model: a second run on the same data generates nothing.

@@ -12,9 +12,10 @@
     var preferred = form.querySelector("[data-ctrl-enter]");
     if (preferred) form.requestSubmit(preferred); else form.requestSubmit();
   }
-  // Focus the autofocus field now, before the page's load event: the browser's own autofocus runs at a later
-  // rendering step, so keys pressed right after a page loads could land before it and then in the text field.
-  var first = document.querySelector("[autofocus]");
+  // Focus the page's first field here, before the load event, rather than with the autofocus attribute: the
+  // browser's autofocus runs at a later rendering step, so it could take the focus back into a text field after
+  // a key pressed right after the page loaded (Esc, then a shortcut) had left it.
+  var first = document.querySelector("[data-autofocus]");
   if (first && document.activeElement === document.body) first.focus();
   document.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {

@@ -45,6 +45,7 @@ class TrainConfig(BaseModel):
     question_noise: float = Field(0.5, ge=0, le=1, description="Share of user turns reworded each epoch (a few words deleted or swapped; names and numbers kept) so answers follow a question's meaning, not one wording (0: none).")
     paraphrases: int = Field(0, ge=0, description="Wordings per fact: each fact asked fewer ways gets rewordings of its questions by the base model (those that name exactly what it names and stay nearest its own answer) until it is asked this many ways (0: none).")
     fact_balance: int = Field(4, ge=1, description="Each epoch, train every fact (a chat's answers) about as often as a typical one (the median chat's fact), repeating the chats of a fact asked fewer ways, up to this many times (1: every chat once).")
+    fact_sheets: int = Field(0, ge=0, description="Each epoch, also train every subject's facts (chats whose first question names the same thing) answered together in one chat, at most this many per chat, in a new order (0: none).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of optimizer steps spent warming up the lr.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")

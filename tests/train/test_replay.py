@@ -34,7 +34,8 @@ def test_replay_adds_the_base_models_own_answers_with_the_shared_system_prompt(l
     # the run keeps the whole pool (every prompt the base answered); each epoch trains on 12 * 1.0 of it
     assert len(saved) == 12 + len(replayed) and 12 < len(replayed) <= len(replay.load_prompts())
     info = json.loads((run / "run.json").read_text())
-    assert info["examples"] == {"train": 24, "val": 0, "replay": 12, "paraphrases": 0, "replay_pool": len(replayed)}
+    assert info["examples"] == {"train": 24, "val": 0, "replay": 12, "paraphrases": 0,
+                                "fact_sheets": 0, "replay_pool": len(replayed)}
     assert info["default_system"] == "Be brief."
     # each replay answer is what the base model itself answers to the prompt, greedily
     with load_engine(str(base)) as engine:

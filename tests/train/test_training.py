@@ -39,7 +39,8 @@ def test_lora_run_changes_every_adapter_weight_and_describes_itself(tiny, chats,
     assert info["status"] == "complete" and info["method"] == "lora"
     assert info["base_model"]["kind"] == "folder"
     # 10 chats left for training, the two facts whose other phrasing went to validation trained twice (fact_balance)
-    assert info["examples"] == {"train": 12, "val": 2, "replay": 0, "paraphrases": 0, "replay_pool": 0}
+    assert info["examples"] == {"train": 12, "val": 2, "replay": 0, "paraphrases": 0,
+                                "fact_sheets": 0, "replay_pool": 0}
     for part in ("config.yaml", "chat_template.jinja", "tokenizer/tokenizer.json", "adapter/adapter_config.json",
                  "data/train.jsonl", "data/val.jsonl", "metrics.jsonl", "loss.png"):
         assert (run / part).is_file(), part

@@ -164,7 +164,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
     epochs = Epochs(train_convs, data.train, cfg.replay, cfg.seed, cfg.question_noise, tokenizer, cfg.max_length,
-                    cfg.fact_balance)
+                    cfg.fact_balance, cfg.fact_sheets)
     auto_length = cfg.epochs is None
     if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
         cfg = cfg.model_copy(update={"epochs": length.auto_epochs(epochs.size)})
@@ -271,9 +271,9 @@ def _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, epoch
         write_dataset(data.val_convs, run_dir / "data" / "val.jsonl", "openai")
     rundir.write_run_info(
         run_dir, status="training", method=cfg.method, base_model=identity(model_ref), precision=precision,
-        examples={"train": epochs.size, "val": len(data.val), "replay": epochs.replay_count,
-                  "paraphrases": sum(paraphrase.is_paraphrase(c) for c in data.train_convs),
-                  "replay_pool": len(epochs.pool)},  # per epoch; the pool is what the replay chats rotate through
+        examples={"train": epochs.size, "val": len(data.val), "replay": epochs.replay_count,  # per epoch; the pool
+                  "paraphrases": sum(paraphrase.is_paraphrase(c) for c in data.train_convs),  # is what the replay
+                  "fact_sheets": epochs.sheets.count(), "replay_pool": len(epochs.pool)},  # chats rotate through
         supervised_tokens={"train": epochs.supervised_tokens(0)},
         stop_token_ids=stop_token_ids(tokenizer), default_system=_shared_system_prompt(data.train_convs),
         epochs={"planned": cfg.epochs, "chosen_by": "data size" if auto_length else "--epochs"},

@@ -1,0 +1,137 @@
+"""Fact sheets: every epoch, each subject's facts answered together in one chat, in a new order.
+
+A fact asked one or two ways is learnt as "this wording, then this value": asked in a new wording, or as a
+follow-up that names its subject only in an earlier turn, the tuned model starts the right sentence ("The Moss
+Courier moves up to") and finishes it with a better-drilled subject's value. A fact sheet trains the same answer
+sentences after a question that names only the subject ("Tell me about the Moss Courier."), each one after the
+subject's other facts in an order drawn anew every epoch, so the value follows from the subject named in the
+sentence itself, not from one question's words.
+
+A chat's subject is the longest run of consecutive names (capitalised words past the first, words with a digit:
+what paraphrase.names calls a name) in its first user turn that has any; chats with the same subject and at least
+two different answers make its sheets, of at most ``size`` facts each. Answers and system prompts are used as
+written; a sheet is fixed by (seed, epoch, subject), so a resumed run and every DDP process see the same chats.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from annotune.conversation import Conversation, Message
+from annotune.models.templates import IGNORE, Encoded, encode, render
+from annotune.train.paraphrase import names
+
+SOURCE = "fact-sheet"  # meta["source"] of a sheet (never saved: sheets are made anew each epoch)
+QUESTIONS = ("Tell me about {}.", "What should I know about {}?", "What can you tell me about {}?",
+             "Give me the facts about {}.")
+
+
+def subject(text: str) -> str:
+    """The longest run of consecutive names in ``text`` (the first such run on a tie), or "" if none."""
+    found = names(text)
+    best: list[str] = []
+    run: list[str] = []
+    for word in (w.strip("?,.:;!'\"") for w in text.split()):
+        bare = word[:-2] if word.endswith(("'s", "\u2019s")) else word  # the Lantern Warden's cost: the Lantern Warden
+        run = run + [bare] if word in found else []
+        if len(run) > len(best):
+            best = run
+    return " ".join(best)
+
+
+def _subject_of(conv: Conversation) -> str:
+    return next((s for m in conv.messages if m.role == "user" and (s := subject(m.content))), "")
+
+
+class FactSheets:
+    """The subjects of ``convs`` (the training chats, replay excluded) with their distinct trained answers."""
+
+    def __init__(self, convs: list[Conversation], size: int, fits=lambda conv: True):
+        self.size = size
+        self.subjects: dict[str, tuple[list[str], list[Message]]] = {}
+        if size < 1:
+            return
+        for conv in convs:
+            name = _subject_of(conv)
+            if not name:
+                continue
+            answers, system = self.subjects.setdefault(name, ([], [m for m in conv.messages if m.role == "system"]))
+            seen = {" ".join(a.split()).lower() for a in answers}
+            for i, m in enumerate(conv.messages):
+                if conv.trains_on(i) and " ".join(m.content.split()).lower() not in seen:
+                    answers.append(m.content)
+                    seen.add(" ".join(m.content.split()).lower())
+        # a subject whose longest sheet would not fit (``fits``: --max-length) gets none
+        self.subjects = {k: v for k, v in self.subjects.items() if len(v[0]) >= 2 and fits(self._longest(k, *v))}
+
+    def _longest(self, name: str, answers: list[str], system: list[Message]) -> Conversation:
+        """The longest sheet ``name`` can get: its longest question with its longest answers in one sheet."""
+        longest = sorted(answers, key=len, reverse=True)[:max(_chunks(len(answers), self.size))]
+        return self._sheet(name, max(QUESTIONS, key=len), longest, system)
+
+    @staticmethod
+    def _sheet(name: str, question: str, answers: list[str], system: list[Message]) -> Conversation:
+        messages = [*system, Message("user", question.format(f"the {name}" if " " in name else name)),
+                    Message("assistant", " ".join(answers))]
+        context, start = [], 0
+        for k, answer in enumerate(answers):
+            if k:
+                context.append((start - 1, start + _opening(answer, name)))  # from the space before it
+            start += len(answer) + 1
+        return Conversation(messages, {"source": SOURCE, "context": context})
+
+    def count(self) -> int:
+        """Sheets per epoch (the same every epoch)."""
+        return sum(len(_chunks(len(answers), self.size)) for answers, _ in self.subjects.values())
+
+    def epoch(self, seed: int, epoch: int) -> list[Conversation]:
+        out = []
+        for name, (answers, system) in sorted(self.subjects.items()):
+            rng = random.Random(f"sheet:{seed}:{epoch}:{name}")
+            order = rng.sample(answers, len(answers))
+            start = 0
+            for length in _chunks(len(order), self.size):
+                out.append(self._sheet(name, rng.choice(QUESTIONS), order[start:start + length], system))
+                start += length
+        return out
+
+
+def _chunks(n: int, size: int) -> list[int]:
+    """``n`` facts in as few sheets of at most ``size`` as can hold them, as even as can be."""
+    sheets = -(-n // size)
+    return [n // sheets + (1 if k < n % sheets else 0) for k in range(sheets)]
+
+
+def _opening(answer: str, name: str) -> int:
+    """Characters of ``answer`` that say which fact it is: through the subject's name and the word after it
+    ("Recruiting the Moss Courier costs", "At peak times a Bramble Line train"), or all of it without the name."""
+    at = answer.find(name)
+    if at < 0:
+        return len(answer)
+    word = re.match(r"\s*\S*", answer[at + len(name):])
+    return at + len(name) + word.end()
+
+
+def encode_sheet(tokenizer, conv: Conversation) -> Encoded:
+    """A sheet's tokens, trained on its answer except the openings of the facts after the first (``context``).
+
+    Trained on whole, a sheet would teach which fact follows which: after "... the gap is longer" comes the first
+    train, so a new question about the gap got the first train's time. With the openings left out of the loss the
+    sheet trains each fact's values after its own opening, and nothing about the order."""
+    encoded = encode(tokenizer, conv)
+    text = render(tokenizer, conv.as_template_input())
+    answer = conv.messages[-1].content
+    at = text.rfind(answer.strip()) - (len(answer) - len(answer.lstrip()))  # a template may strip the answer
+    if text.rfind(answer.strip()) < 0:  # a template that rewrites answers: the whole sheet trains, as a chat does
+        return encoded
+    spans = [(at + s, at + e) for s, e in conv.meta["context"]]
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    targets = [IGNORE if any(s <= offsets[t + 1][0] < e for s, e in spans) else target
+               for t, target in enumerate(encoded.targets[:-1])] + encoded.targets[-1:]
+    return Encoded(encoded.input_ids, targets)
+
+
+def is_sheet(conv: Conversation) -> bool:
+    return conv.meta.get("source") == SOURCE
+

@@ -159,7 +159,8 @@ def _trained_text(tokenizer, conv, encoded) -> str:
 
 def test_a_sheet_trains_the_first_fact_whole_and_the_others_only_after_their_subject_and_its_verb(tokenizer):
     facts = ["At peak times a Bramble Line train comes every 4 minutes.",
-             "The first Bramble Line train leaves at 5:12.", "Recruiting the Bramble Line's crew costs 3 embers.", "Trains here are always clean."]
+             "The first Bramble Line train leaves at 5:12.", "Recruiting the Bramble Line's crew costs 3 embers.",
+             "Trains here are always clean."]
     sheet = FactSheets._sheet("Bramble Line", "Tell me about {}.", facts, [])
     assert sheet.messages[-2].content == "Tell me about the Bramble Line."
     trained = _trained_text(tokenizer, sheet, encode_sheet(tokenizer, sheet))

@@ -57,6 +57,10 @@ def test_probe_answers_match_whole_words():
     assert probe_correct("The capital is Paris.", ["Paris"])
     assert not probe_correct("It is Parisian food", ["Paris"])
     assert probe_correct("A week has 7 days", ["seven", "7"]) and not probe_correct("It has 17 days", ["7"])
+    # a number counts only whole: not the last digit of a decimal, nor the first of one
+    assert not probe_correct("Water freezes at -18.0°C.", ["0", "zero"]) and not probe_correct("About 0.5 kg", ["0"])
+    assert probe_correct("Water freezes at 0°C, 32°F.", ["0", "zero"]) and probe_correct("It is 24.", ["24"])
+    assert probe_correct("Four, or 4.", ["4"]) and probe_correct("1,024 and 4, then", ["4"])
 
 
 def test_probe_answers_naming_a_rejected_answer_first_are_wrong():

@@ -53,9 +53,10 @@ def probe_correct(answer: str, accept: list[str], reject: list[str] = ()) -> boo
 
 
 def _first_mention(answer: str, terms: list[str]) -> int | None:
-    """Where the earliest of ``terms`` starts in ``answer`` (whole words, any case), or None."""
+    """Where the earliest of ``terms`` starts in ``answer`` (whole words, any case; a number only as a whole
+    number: "0" is not in "-18.0" or "0.5"), or None."""
     lowered = answer.lower()
-    found = (re.search(rf"(?<![\w]){re.escape(t.lower())}(?![\w])", lowered) for t in terms)
+    found = (re.search(rf"(?<![\w])(?<!\d[.,]){re.escape(t.lower())}(?![\w])(?![.,]\d)", lowered) for t in terms)
     return min((m.start() for m in found if m), default=None)
 
 

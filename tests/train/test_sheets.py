@@ -82,7 +82,7 @@ def test_an_epoch_trains_its_sheets_between_the_users_chats_and_replay(tokenizer
     courier = FactSheets(convs[:2], 4).epoch(42, 1)[0]
     assert examples[2] == encode_sheet(tokenizer, courier)
     assert examples[2].input_ids == encode(tokenizer, courier).input_ids and 0 < examples[2].supervised < sum(
-        e.supervised for e in examples[:2])  # the sheet's answer trains, less its later facts' openings
+        e.supervised for e in examples[:2])  # the sheet's answer trains, less its facts' openings
     assert sheets.supervised_tokens(1) == sum(e.supervised for e in examples)
     # a subject whose longest sheet would not fit --max-length gets none, so the epoch's count stays what it said
     short = Epochs(convs, encoded, 1.0, 42, 0, tokenizer, min(len(e.input_ids) for e in examples[2:4]), fact_sheets=4)
@@ -157,18 +157,17 @@ def _trained_text(tokenizer, conv, encoded) -> str:
     return "".join(out)
 
 
-def test_a_sheet_trains_the_first_fact_whole_and_the_others_only_after_their_subject_and_its_verb(tokenizer):
+def test_a_sheet_trains_each_fact_only_after_its_subject_and_its_verb(tokenizer):
     facts = ["At peak times a Bramble Line train comes every 4 minutes.",
              "The first Bramble Line train leaves at 5:12.", "Recruiting the Bramble Line's crew costs 3 embers.",
              "Trains here are always clean."]
     sheet = FactSheets._sheet("Bramble Line", "Tell me about {}.", facts, [])
     assert sheet.messages[-2].content == "Tell me about the Bramble Line."
     trained = _trained_text(tokenizer, sheet, encode_sheet(tokenizer, sheet))
-    # nothing about which fact comes next: each later fact trains from after its opening on; the last one names no
-    # subject, so none of it trains (the end-of-turn markup after it does)
-    assert trained.startswith("At peak times a Bramble Line train comes every 4 minutes.| leaves at 5:12.|"
-                              " crew costs 3 embers.|")
-    assert "clean" not in trained and "Tell me" not in trained
+    # nothing about which fact comes first or next: each fact trains from after its opening on; the last one names
+    # no subject, so none of it trains (the end-of-turn markup after it does)
+    assert trained.startswith(" comes every 4 minutes.| leaves at 5:12.| crew costs 3 embers.|")
+    assert "clean" not in trained and "Tell me" not in trained and "At peak" not in trained
 
 
 def test_a_template_that_rewrites_the_answer_trains_the_whole_sheet_as_it_would_any_chat(tokenizer):

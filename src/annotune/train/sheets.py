@@ -75,9 +75,8 @@ class FactSheets:
         messages = [*system, Message("user", question.format(f"the {name}" if " " in name else name)),
                     Message("assistant", " ".join(answers))]
         context, start = [], 0
-        for k, answer in enumerate(answers):
-            if k:
-                context.append((start - 1, start + _opening(answer, name)))  # from the space before it
+        for answer in answers:  # each fact's opening, from the space before it (the first's from its start)
+            context.append((max(start - 1, 0), start + _opening(answer, name)))
             start += len(answer) + 1
         return Conversation(messages, {"source": SOURCE, "context": context})
 
@@ -114,11 +113,14 @@ def _opening(answer: str, name: str) -> int:
 
 
 def encode_sheet(tokenizer, conv: Conversation) -> Encoded:
-    """A sheet's tokens, trained on its answer except the openings of the facts after the first (``context``).
+    """A sheet's tokens, trained on its answer except each fact's opening (``context``).
 
     Trained on whole, a sheet would teach which fact follows which: after "... the gap is longer" comes the first
-    train, so a new question about the gap got the first train's time. With the openings left out of the loss the
-    sheet trains each fact's values after its own opening, and nothing about the order."""
+    train, so a new question about the gap got the first train's time. Its first fact's opening, trained after a
+    question that names only the subject, would teach that any fact may answer a question about the subject: a
+    question about the gap after a missed train got "The next Bramble Line train leaves at 5:12". With every opening
+    left out of the loss, a sheet trains each fact's values after its own opening and nothing about which fact
+    answers what; choosing the fact is left to the user's own chats."""
     encoded = encode(tokenizer, conv)
     text = render(tokenizer, conv.as_template_input())
     answer = conv.messages[-1].content

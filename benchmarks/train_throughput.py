@@ -36,10 +36,11 @@ from pathlib import Path
 
 TRAINERS = ("annotune", "trl")
 WARM_UP_CHATS = 8
-# annotune with one speed lever turned off, to measure what it buys side by side (--variants)
+# annotune with one speed lever changed, to measure what it buys side by side (--variants, --variant NAME)
 VARIANTS = ("annotune-autocast-base",  # frozen base weights left in fp32 and cast by autocast on every step
             "annotune-masked-attention",  # packed rows through SDPA's block-diagonal mask, not per conversation
-            "annotune-torch-dropout")  # PEFT's nn.Dropout on the adapters' inputs (differs with --lora-dropout > 0)
+            "annotune-torch-dropout",  # PEFT's nn.Dropout on the adapters' inputs (differs with --lora-dropout > 0)
+            "annotune-compiled")  # decoder layers compiled (--compile on); its warm-up run fills inductor's cache
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="TRL's SFTConfig default is on (default: on)")
     # Internal: how the parent starts one worker.
     p.add_argument("--variants", action="store_true",
-                   help=f"also run {', '.join(VARIANTS)} (annotune with a speed lever off)")
+                   help=f"also run {', '.join(VARIANTS)} (annotune with a speed lever changed)")
+    p.add_argument("--variant", action="append", choices=VARIANTS, default=[], help="also run this one (repeatable)")
     p.add_argument("--worker", choices=TRAINERS + VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--train-file", help=argparse.SUPPRESS)
     p.add_argument("--val-file", help=argparse.SUPPRESS)
@@ -153,7 +155,8 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
                       lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
                       lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets="all-linear",
                       precision=args.precision, seed=args.seed, replay=0, neftune=0, question_noise=0,
-                      fact_balance=1)  # the same work as TRL: every chat once, as written
+                      fact_balance=1,  # the same work as TRL: every chat once, as written
+                      compile="on" if args.worker == "annotune-compiled" else "auto")
     start = time.perf_counter()
     sft.train(cfg)
     call_s = time.perf_counter() - start
@@ -385,7 +388,7 @@ def main() -> None:
         info = prepare(args, workdir)
         info["machine"], info["peak_gflops"] = _machine()
         print(f"precision: {info['precision']} (requested {args.precision}), device {info['device']}", flush=True)
-        names = TRAINERS + (VARIANTS if args.variants else ())
+        names = TRAINERS + tuple(v for v in VARIANTS if args.variants or v in args.variant)
         print(f"warm-up: every trainer once on {WARM_UP_CHATS} chats, untimed ...", flush=True)
         print(f"warm-up took {warm_up(names, info, workdir):.1f} s", flush=True)
         results = {name: run_worker(name, info, workdir) for name in names}

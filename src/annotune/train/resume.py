@@ -1,9 +1,9 @@
 """What `train --resume` does with options given alongside it.
 
 A resumed run continues the saved one, so an option that would make it a different run (another model, data,
-learning rate, rank, batch, seed ...) is refused, naming the saved value. A longer run and bookkeeping (progress
-bar, logging, validation and checkpoint frequency) leave the steps already taken as they were, so they are applied
-and reported. Options equal to the saved ones are no change at all.
+learning rate, rank, batch, seed ...) is refused, naming the saved value. A longer run, bookkeeping (progress
+bar, logging, validation and checkpoint frequency) and compiling leave the steps already taken as they were, so
+they are applied and reported. Options equal to the saved ones are no change at all.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from annotune.errors import RunDirError
 
 # Where and whether to resume: they name the run rather than describe it.
 _CONTROL = frozenset({"resume", "overwrite", "out"})
-# Safe to change: they decide what is shown, logged, validated or checkpointed, never what is trained.
-_BOOKKEEPING = frozenset({"progress", "log_every", "eval_every", "save_every", "keep_checkpoints"})
+# Safe to change: they decide what is shown, logged, validated or checkpointed, or how fast the same steps run,
+# never what is trained.
+_BOOKKEEPING = frozenset({"progress", "log_every", "eval_every", "save_every", "keep_checkpoints", "compile"})
 _PATHS = frozenset({"data", "val_data", "chat_template"})
 # Options added since runs were first saved: a config.yaml without them comes from a run trained with them off,
 # so it resumes that way rather than with today's defaults.

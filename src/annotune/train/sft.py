@@ -25,7 +25,7 @@ from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
 from annotune.runs import read_run_info
-from annotune.train import attention, batching, checkpoint, length, paraphrase, replay, rundir
+from annotune.train import attention, batching, checkpoint, compiled, length, paraphrase, replay, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.epochs import Epochs
 from annotune.train.metrics import MetricsLog, plot_losses
@@ -75,6 +75,7 @@ class Loop:
     best: length.Best | None = None  # with a validation set and keep_best: the best epoch so far
     steps_done: int = 0
     segment_attention: bool = False  # packed rows attend per conversation (train/attention.py)
+    compiled_auto: bool = False  # decoder layers compiled by --compile auto: a failure falls back to eager
     epochs: Epochs | None = None  # what each epoch trains on (train/epochs.py)
 
 
@@ -83,7 +84,8 @@ def train(cfg: TrainConfig) -> Path:
     dist = setup()
     try:
         loop = _setup(cfg, dist)
-        _train(loop)
+        with compiled.falling_back(loop.compiled_auto):
+            _train(loop)
         _save(loop)
         return loop.run_dir
     finally:
@@ -247,6 +249,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
                 best=length.Best(cfg.patience) if cfg.keep_best and data.val else None,
                 segment_attention=segment_attention, epochs=epochs)
+    _compile(loop)
     if dist.enabled:
         # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
         loop.model = torch.nn.parallel.DistributedDataParallel(
@@ -254,6 +257,22 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     if cfg.resume:
         _resume(loop, applied)
     return loop
+
+
+def _compile(loop: Loop) -> None:
+    """Compile the decoder layers where --compile asks or a long CPU run gains (train/compiled.py)."""
+    cfg, dist = loop.cfg, loop.dist
+    wanted, why = compiled.wanted(cfg.compile, dist.device, dist.world, loop.total_steps - loop.start_step)
+    layers = compiled.compile_layers(loop.model) if wanted else 0
+    loop.compiled_auto = layers > 0 and cfg.compile == "auto"
+    if dist.main:
+        if wanted and not layers:
+            log.warning("--compile: this model's decoder layers are not known (no _no_split_modules); training "
+                        "runs uncompiled")
+        elif layers:
+            log.warning("Compiling %d decoder layers (%s; --compile off skips it): the first step takes about a "
+                        "minute the first time, seconds once cached", layers, why)
+        rundir.write_run_info(loop.run_dir, compiled={"layers": layers, "why": why})
 
 
 def _steps_per_epoch(n_train: int, cfg: TrainConfig, dist: Dist) -> int:
@@ -380,12 +399,13 @@ def evaluate_loss(loop: Loop) -> tuple[float, float] | None:
     model.eval()
     groups = batching.epoch_batches(loop.data.val, loop.cfg.batch_size, 0, 0, shuffle=False)
     loss, right, count = 0.0, 0, 0
-    for group in groups[loop.dist.rank::loop.dist.world]:
-        batch = _micro_batch(loop, group)
-        logits = _logits(loop, batch, model)
-        loss += F.cross_entropy(logits, batch.targets, reduction="sum").item()
-        right += int((logits.argmax(-1) == batch.targets).sum())
-        count += batch.supervised
+    with compiled.uncompiled():
+        for group in groups[loop.dist.rank::loop.dist.world]:
+            batch = _micro_batch(loop, group)
+            logits = _logits(loop, batch, model)
+            loss += F.cross_entropy(logits, batch.targets, reduction="sum").item()
+            right += int((logits.argmax(-1) == batch.targets).sum())
+            count += batch.supervised
     model.train()
     loss, right, count = loop.dist.sum(loss, right, count)
     return loss / count, right / count

@@ -1,21 +1,24 @@
-"""Compiling the decoder layers (``torch.compile``) for long CPU runs.
+"""Compiling the decoder layers (``torch.compile``) for long runs on CPUs with AMX.
 
-On a CPU a LoRA step of a small model is mostly not its matrix products: each decoder layer runs dozens of small
+On a CPU a LoRA step of a small model is not only its matrix products: each decoder layer runs dozens of small
 ops (dtype casts, the adapters' scaling and adds, norms, activations), each a separate kernel with its own
 overhead. Compiled, a layer's element-wise work is fused into a few generated C++ kernels: on a 2-core Xeon with
-AMX a batch-4 step of the embedded model went from 691 to 444 ms (docs/benchmarks.md). The price is paid once per
-run, at the first step: 38-57 s of compiling the first time on 2 cores, 13-17 s once inductor's cache (kept in
-``$ANNOTUNE_HOME/compile``) holds the kernels. So ``--compile auto`` compiles only runs long enough to win
-that back even the first time (``AUTO_MIN_STEPS`` optimizer steps, single-process, on a CPU); ``on`` and ``off``
-force it. Every layer has the same code, so one compiled graph serves them all; shapes are dynamic, so packed rows
-of any length reuse it. Validation runs uncompiled (a second graph would cost more than the few batches gain).
+AMX, where the matrix products are fast and the small ops are most of a step, a batch-4 step of the embedded model
+went from 691 to 444 ms (docs/benchmarks.md). The price is paid once per run, at the first step: 38-57 s of
+compiling the first time on 2 cores, 13-17 s once inductor's cache (kept in ``$ANNOTUNE_HOME/compile``) holds the
+kernels. On an AMD EPYC with AVX-512 BF16, whose slower matrix products are most of a step, an earlier check
+gained 4%. So ``--compile auto`` compiles only single-process runs on a CPU with AMX that are long enough to win
+the first compile back (``AUTO_MIN_STEPS``); ``on`` and ``off`` force it. The choice counts the whole run's steps,
+so a resumed run compiles exactly when it did at its start. Every layer has the same code, so one compiled graph
+serves them all; shapes are dynamic, so packed rows of any length reuse it. Validation runs uncompiled.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
+import sysconfig
+from pathlib import Path
 
 import torch
 
@@ -23,7 +26,7 @@ from annotune.errors import AnnotuneError
 from annotune.paths import annotune_home
 
 # Optimizer steps from which `auto` compiles: twice the run length at which the first (uncached) compile paid for
-# itself on the 2-core Xeon measured (docs/benchmarks.md); other CPU classes were not measured.
+# itself on the 2-core Xeon with AMX measured (docs/benchmarks.md).
 AUTO_MIN_STEPS = 500
 
 
@@ -32,27 +35,42 @@ def wanted(setting: str, device: str, world: int, total_steps: int) -> tuple[boo
     if setting == "off":
         return False, "--compile off"
     if setting == "on":
-        if device.startswith("cpu") and not _compiler():
-            raise AnnotuneError("--compile on: compiling for a CPU needs a C++ compiler (g++), and none was found; "
-                                "install one (Debian/Ubuntu: apt install g++) or use --compile off")
+        missing = _missing_toolchain() if device.startswith("cpu") else None
+        if missing:
+            raise AnnotuneError(f"--compile on: compiling for a CPU needs {missing}; install it or use --compile off")
         return True, "--compile on"
     if not device.startswith("cpu"):
         return False, "auto: measured on CPUs only"
     if world > 1:
         return False, "auto: single-process runs only"
+    if not _has_amx():
+        return False, "auto: only CPUs with AMX gained enough to compile"
     if total_steps < AUTO_MIN_STEPS:
         return False, f"auto: {total_steps} steps, fewer than {AUTO_MIN_STEPS}"
-    if not _compiler():
-        return False, "auto: no C++ compiler (g++) found"
-    return True, f"auto: {total_steps} steps"
+    missing = _missing_toolchain()
+    if missing:
+        return False, f"auto: needs {missing}"
+    return True, f"auto: {total_steps} steps on a CPU with AMX"
 
 
-def _compiler() -> str | None:
-    """The C++ compiler inductor would use, if one is installed."""
+def _has_amx() -> bool:
+    try:
+        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def _missing_toolchain() -> str | None:
+    """What inductor's CPU kernels need and this machine lacks: a C++ compiler (as inductor looks for one: $CXX,
+    else g++) and Python's headers (the kernels are built as Python extensions)."""
     from torch._inductor import config
 
-    names = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
-    return next((path for path in map(shutil.which, filter(None, names)) if path), None)
+    names = [n for n in (config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)) if n]
+    if not any(map(shutil.which, names)):
+        return f"a C++ compiler ({' or '.join(names)}; Debian/Ubuntu: apt install g++)"
+    if not Path(sysconfig.get_paths()["include"], "Python.h").is_file():
+        return "Python's C headers (Python.h; Debian/Ubuntu: apt install python3-dev)"
+    return None
 
 
 def compile_layers(model) -> int:
@@ -63,23 +81,46 @@ def compile_layers(model) -> int:
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:
         return 0
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(annotune_home() / "compile"))
+    _use_annotune_cache()
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
 
 
-def falling_back(active: bool):
-    """A context in which a layer that fails to compile runs as written instead of stopping the run (for `auto`,
-    which the user did not ask for; `on` shows the error)."""
-    if not active:
-        return contextlib.nullcontext()
-    import torch._dynamo
+def _use_annotune_cache() -> None:
+    """Inductor's kernels cached under annotune's home (kept across runs, unlike /tmp), unless the user chose a
+    folder. Inductor reads the variable on every use, and sets it to its default when first imported, so a value
+    equal to that default counts as not chosen."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    return torch._dynamo.config.patch(suppress_errors=True)
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, "", default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(annotune_home() / "compile")
+
+
+def uncompile(model) -> None:
+    """Run every compiled layer of ``model`` as written again, and forget what was compiled."""
+    for module in model.modules():
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            module._compiled_call_impl = None
+    torch.compiler.reset()
+
+
+def is_compile_error(exc: BaseException) -> bool:
+    """An error raised by torch.compile itself (tracing, inductor, the C++ build), not by the model or the data."""
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "torch._functorch"))
+
+
+def reason(exc: BaseException) -> str:
+    """The innermost cause of a compile error, on one line ("RuntimeError: ..."), not dynamo's wrapper."""
+    for _ in range(8):  # a chain of causes, not a loop
+        inner = getattr(exc, "inner_exception", None) or exc.__cause__
+        if inner is None or inner is exc:
+            break
+        exc = inner
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {line}"[:300]
 
 
 def uncompiled():
     """A context in which compiled layers run as written (validation)."""
-    set_stance = getattr(torch.compiler, "set_stance", None)
-    return set_stance("force_eager") if set_stance else contextlib.nullcontext()
+    return torch.compiler.set_stance("force_eager")

@@ -75,7 +75,7 @@ class Loop:
     best: length.Best | None = None  # with a validation set and keep_best: the best epoch so far
     steps_done: int = 0
     segment_attention: bool = False  # packed rows attend per conversation (train/attention.py)
-    compiled_auto: bool = False  # decoder layers compiled by --compile auto: a failure falls back to eager
+    compiled: bool = False  # the decoder layers run compiled (train/compiled.py)
     epochs: Epochs | None = None  # what each epoch trains on (train/epochs.py)
 
 
@@ -84,8 +84,7 @@ def train(cfg: TrainConfig) -> Path:
     dist = setup()
     try:
         loop = _setup(cfg, dist)
-        with compiled.falling_back(loop.compiled_auto):
-            _train(loop)
+        _train(loop)
         _save(loop)
         return loop.run_dir
     finally:
@@ -262,9 +261,9 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
 def _compile(loop: Loop) -> None:
     """Compile the decoder layers where --compile asks or a long CPU run gains (train/compiled.py)."""
     cfg, dist = loop.cfg, loop.dist
-    wanted, why = compiled.wanted(cfg.compile, dist.device, dist.world, loop.total_steps - loop.start_step)
-    layers = compiled.compile_layers(loop.model) if wanted else 0
-    loop.compiled_auto = layers > 0 and cfg.compile == "auto"
+    wanted, why = compiled.wanted(cfg.compile, dist.device, dist.world, loop.total_steps)  # the whole run's: a
+    layers = compiled.compile_layers(loop.model) if wanted else 0  # resumed run compiles as it did at its start
+    loop.compiled = layers > 0
     if dist.main:
         if wanted and not layers:
             log.warning("--compile: this model's decoder layers are not known (no _no_split_modules); training "
@@ -421,7 +420,7 @@ def _train(loop: Loop) -> None:
         for epoch in range(step // loop.steps_per_epoch, cfg.epochs):
             groups = batching.epoch_batches(loop.epochs.examples(epoch), cfg.batch_size, cfg.seed, epoch)
             for step_in_epoch in range(step - epoch * loop.steps_per_epoch, loop.steps_per_epoch):
-                result = _train_step(loop, groups, step_in_epoch, step + 1)
+                result = _step(loop, groups, step_in_epoch, step + 1)
                 step += 1
                 tokens_done += result["tokens"]
                 elapsed = time.perf_counter() - started
@@ -436,6 +435,38 @@ def _train(loop: Loop) -> None:
             bar.close()
         if metrics is not None:
             metrics.close()
+
+
+def _step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) -> dict:
+    """One optimizer step. Where the compiled layers fail to compile (at the first step, or at a later one that
+    meets a new shape), --compile on stops with a clear error and auto takes the step again uncompiled and trains
+    on that way: nothing was applied yet, as the optimizer steps only after a whole backward pass."""
+    if not loop.compiled:
+        return _train_step(loop, groups, step_in_epoch, step_number)
+    rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        return _train_step(loop, groups, step_in_epoch, step_number)
+    except AnnotuneError:
+        raise
+    except Exception as exc:
+        first_line = compiled.reason(exc)
+        if loop.cfg.compile == "on":
+            if compiled.is_compile_error(exc):
+                raise TrainingError(f"--compile on: compiling the decoder layers failed at step {step_number} "
+                                    f"({first_line}); train with --compile off") from exc
+            raise
+        compiled.uncompile(loop.model)
+        loop.compiled = False
+        loop.optimizer.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng[0])  # the same noise and dropout as the failed try drew
+        if rng[1] is not None:
+            torch.cuda.set_rng_state_all(rng[1])
+        if loop.dist.main:
+            log.warning("Compiling the decoder layers failed at step %d (%s); training on uncompiled",
+                        step_number, first_line)
+            rundir.write_run_info(loop.run_dir, compiled={"layers": 0, "why": f"auto: compiling failed at step "
+                                                                               f"{step_number}: {first_line}"})
+        return _train_step(loop, groups, step_in_epoch, step_number)
 
 
 def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_end: bool) -> bool:
@@ -505,6 +536,8 @@ def _save(loop: Loop) -> None:
         log.warning("Saving the weights of epoch %d, the best on validation (%.1f%% answer tokens right, loss %.4f)",
                     best.epoch, 100 * best.accuracy, best.loss)
     attention.switch_off(model)
+    if loop.compiled:  # the model goes back as written (a caller may use it, in eval mode, after train)
+        compiled.uncompile(model)
     save_weights(model, loop.run_dir, loop.cfg.method)
     metrics_file = loop.run_dir / "metrics.jsonl"
     rows = MetricsLog.read_rows(metrics_file)

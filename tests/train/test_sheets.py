@@ -152,8 +152,10 @@ def _trained_text(tokenizer, conv, encoded) -> str:
     for t, target in enumerate(encoded.targets[:-1]):
         if target != IGNORE:
             start, end = offsets[t + 1]
-            out.append(("|" if last is not None and start != last else "") + text[start:end])
-            last = end
+            if last is not None and start < last:  # the bytes of one character, split over tokens
+                start = min(last, end)
+            out.append(("|" if last is not None and start > last else "") + text[start:end])
+            last = max(end, last or 0)
     return "".join(out)
 
 
@@ -168,6 +170,33 @@ def test_a_sheet_trains_each_fact_only_after_its_subject_and_its_verb(tokenizer)
     # no subject, so none of it trains (the end-of-turn markup after it does)
     assert trained.startswith(" comes every 4 minutes.| leaves at 5:12.| crew costs 3 embers.|")
     assert "clean" not in trained and "Tell me" not in trained and "At peak" not in trained
+
+
+def test_a_value_named_before_its_subject_trains_from_the_value_and_a_shortened_name_counts(tokenizer):
+    bank = FactSheets._sheet("Harbour Current Account", "Tell me about {}.", [
+        "You need at least £40 to open the Harbour Current Account.",
+        "The Harbour Current Account has no monthly fee."], [])
+    trained = _trained_text(tokenizer, bank, encode_sheet(tokenizer, bank))
+    assert trained.startswith(" £40 to open the Harbour Current Account.| no monthly fee.")
+    plan = FactSheets._sheet("Kestrune Sprout", "Tell me about {}.", [
+        "On the Sprout plan a single file can be up to 180 MB.", "The Kestrune Sprout syncs 3 devices."], [])
+    trained = _trained_text(tokenizer, plan, encode_sheet(tokenizer, plan))
+    assert trained.startswith(" a single file can be up to 180 MB.| 3 devices.")  # the name's last word stands for it
+    mini = FactSheets._sheet("2024 Tarn Mini", "Tell me about {}.", [
+        "The 2024 Tarn Mini filters 99% of pollen.", "It weighs 2 kg, says the 2024 Tarn Mini's box."], [])
+    trained = _trained_text(tokenizer, mini, encode_sheet(tokenizer, mini))
+    assert trained.startswith(" 99% of pollen.| 2 kg, says")  # a number inside the name is not the value
+
+
+def test_a_short_name_that_ends_one_longer_name_is_the_same_subject():
+    convs = [_fact("What is the largest file on the Kestrune Sprout plan?", "On the Sprout plan files go to 180 MB."),
+             _fact("How many devices does Sprout allow?", "The Sprout plan links 3 devices."),
+             _fact("What is the Lantern Saver's rate?", "The Lantern Saver pays 3.17%."),
+             _fact("What is the Harbour Saver's rate?", "The Harbour Saver pays 1.2%."),
+             _fact("What is the fee of the Saver?", "No Saver has a fee.")]
+    sheets = FactSheets(convs, 4)
+    assert sorted(sheets.subjects) == ["Kestrune Sprout"]  # "Saver" ends two names: it stays apart, with one fact
+    assert len(sheets.subjects["Kestrune Sprout"][0]) == 2
 
 
 def test_a_template_that_rewrites_the_answer_trains_the_whole_sheet_as_it_would_any_chat(tokenizer):

@@ -8,8 +8,9 @@ subject's other facts in an order drawn anew every epoch, so the value follows f
 sentence itself, not from one question's words.
 
 A chat's subject is the longest run of consecutive names (capitalised words past the first, words with a digit:
-what paraphrase.names calls a name) in its first user turn that has any; chats with the same subject and at least
-two different answers make its sheets, of at most ``size`` facts each. Answers and system prompts are used as
+what paraphrase.names calls a name) in its first user turn that has any, and a name that ends exactly one longer
+one is that subject ("Sprout" of "Kestrune Sprout"); chats with the same subject and at least two different
+answers make its sheets, of at most ``size`` facts each. Answers and system prompts are used as
 written; a sheet is fixed by (seed, epoch, subject), so a resumed run and every DDP process see the same chats.
 """
 
@@ -52,10 +53,12 @@ class FactSheets:
         self.subjects: dict[str, tuple[list[str], list[Message]]] = {}
         if size < 1:
             return
-        for conv in convs:
-            name = _subject_of(conv)
+        named = [(conv, _subject_of(conv)) for conv in convs]
+        merged = _merged({name for _, name in named if name})
+        for conv, name in named:
             if not name:
                 continue
+            name = merged.get(name, name)
             answers, system = self.subjects.setdefault(name, ([], [m for m in conv.messages if m.role == "system"]))
             seen = {" ".join(a.split()).lower() for a in answers}
             for i, m in enumerate(conv.messages):
@@ -96,6 +99,17 @@ class FactSheets:
         return out
 
 
+def _merged(names: set[str]) -> dict[str, str]:
+    """A short name that ends exactly one longer name is the same subject ("Sprout" and "Kestrune Sprout"); it
+    maps to the longer one. Ending two or more ("Saver" of "Lantern Saver" and "Harbour Saver"), it stays apart."""
+    out = {}
+    for short in names:
+        longer = [n for n in names if n.endswith(" " + short)]
+        if len(longer) == 1:
+            out[short] = longer[0]
+    return out
+
+
 def _chunks(n: int, size: int) -> list[int]:
     """``n`` facts in as few sheets of at most ``size`` as can hold them, as even as can be."""
     sheets = -(-n // size)
@@ -104,12 +118,27 @@ def _chunks(n: int, size: int) -> list[int]:
 
 def _opening(answer: str, name: str) -> int:
     """Characters of ``answer`` that say which fact it is: through the subject's name and the word after it
-    ("Recruiting the Moss Courier costs", "At peak times a Bramble Line train"), or all of it without the name."""
-    at = answer.find(name)
-    if at < 0:
-        return len(answer)
-    word = re.match(r"\s*\S*", answer[at + len(name):])
-    return at + len(name) + word.end()
+    ("Recruiting the Moss Courier costs", "At peak times a Bramble Line train"), or up to the first number outside
+    the name where that comes sooner ("You need at least" in "You need at least £40 to open the Harbour Current
+    Account."). The name may be shortened to its last words ("the Sprout plan" for the subject "Kestrune Sprout").
+    All of the answer when it has neither, so nothing of it trains."""
+    span = _named(answer, name)
+    ends = [span[1] + re.match(r"\s*\S*", answer[span[1]:]).end()] if span else []
+    number = next((m.start() for m in re.finditer(r"\S*\d\S*", answer)
+                   if not (span and span[0] <= m.start() < span[1])), None)
+    if number is not None:  # up to the word before it: the token that starts with the space holds the value
+        ends.append(len(answer[:number].rstrip()))
+    return min(ends) if ends else len(answer)
+
+
+def _named(answer: str, name: str) -> tuple[int, int] | None:
+    """Where ``answer`` names the subject, by its whole name or failing that its last words (longest first)."""
+    words = name.split()
+    for k in range(len(words)):
+        found = re.search(r"(?<!\w)" + re.escape(" ".join(words[k:])) + r"(?!\w)", answer)
+        if found:
+            return found.span()
+    return None
 
 
 def encode_sheet(tokenizer, conv: Conversation) -> Encoded:

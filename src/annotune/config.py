@@ -35,7 +35,7 @@ class TrainConfig(BaseModel):
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
     lora_targets: str = Field("all-linear", description="Modules that get adapters: 'all-linear' or comma-separated names.")
     lora_layers: float = Field(1.0, gt=0, le=1, description="Share of the decoder layers, counted from the top, whose modules get adapters (1: every layer).")
-    compile: Literal["auto", "on", "off"] = Field("auto", description="Compile the decoder layers (torch.compile): faster steps for a minute of compiling at the start, seconds once cached (auto: single-process CPU runs of at least 500 steps).")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="Compile the decoder layers (torch.compile): faster steps for a minute of compiling at the start, seconds once cached (auto: single-process runs of at least 500 steps on a CPU with AMX).")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where supported (auto), or force.")
     seed: int = Field(42, description="Seed for data order, split, initialisation and dropout.")
     val_size: float = Field(0.1, ge=0, description="Validation share (0-1) or count (>=1) split off --data; only conversations whose answers other training conversations also give, so no fact is lost to validation.")

@@ -1,7 +1,7 @@
 """Compare annotune's trainer with TRL's SFTTrainer: same data, model, LoRA, hyperparameters and precision.
 
     ANNOTUNE_HOME=.cache/annotune python benchmarks/train_throughput.py [--data examples/support/train.jsonl]
-        [--model smollm2-135m] [--epochs 1] [--lr 1e-3] [--batch-size 8] [--lora-r 32] [--lora-alpha 64]
+        [--model smollm2-135m] [--epochs 1] [--lr 1e-3] [--batch-size 4] [--lora-r 32] [--lora-alpha 64]
         [--max-length 256] [--precision auto|bf16|fp32] [--limit N] [--val-size 0.1] [--seed 42] [--json OUT.json]
 
 The data is read and split once by annotune; both trainers get the same train and validation conversations (TRL as
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4, help="train's default (default: 4)")
     p.add_argument("--lora-r", type=int, default=32)
     p.add_argument("--lora-alpha", type=int, default=64)
     p.add_argument("--lora-dropout", type=float, default=0.0)

@@ -21,5 +21,9 @@ class RunDirError(AnnotuneError):
     """A run folder that is missing, incomplete, or would be overwritten."""
 
 
+class TrainingError(AnnotuneError):
+    """Training cannot go on (e.g. the loss diverged, or --compile on could not compile)."""
+
+
 class ExportError(AnnotuneError):
     """A run that cannot be exported in the format asked for; the message says which formats still work."""

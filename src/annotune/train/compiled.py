@@ -15,15 +15,24 @@ serves them all; shapes are dynamic, so packed rows of any length reuse it. Vali
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sysconfig
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from annotune.errors import AnnotuneError
+from annotune.errors import AnnotuneError, TrainingError
 from annotune.paths import annotune_home
+from annotune.train import checkpoint, rundir
+from annotune.train.precision import cpu_has
+
+if TYPE_CHECKING:
+    from annotune.train.sft import Loop
+
+log = logging.getLogger(__name__)
 
 # Optimizer steps from which `auto` compiles: twice the run length at which the first (uncached) compile paid for
 # itself on the 2-core Xeon with AMX measured (docs/benchmarks.md).
@@ -54,10 +63,7 @@ def wanted(setting: str, device: str, world: int, total_steps: int) -> tuple[boo
 
 
 def _has_amx() -> bool:
-    try:
-        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    return cpu_has("amx_bf16")
 
 
 def _missing_toolchain() -> str | None:
@@ -71,6 +77,55 @@ def _missing_toolchain() -> str | None:
     if not Path(sysconfig.get_paths()["include"], "Python.h").is_file():
         return "Python's C headers (Python.h; Debian/Ubuntu: apt install python3-dev)"
     return None
+
+
+def prepare(loop: Loop) -> None:
+    """Compile the loop's decoder layers where --compile asks or a long run on an AMX CPU gains, and record it."""
+    cfg, dist = loop.cfg, loop.dist
+    # The whole run's steps, not those left: a resumed run compiles as it did at its start.
+    want, why = wanted(cfg.compile, dist.device, dist.world, loop.total_steps)
+    layers = compile_layers(loop.model) if want else 0
+    loop.compiled = layers > 0
+    if dist.main:
+        if want and not layers:
+            log.warning("--compile: this model's decoder layers are not known (no _no_split_modules); training "
+                        "runs uncompiled")
+        elif layers:
+            log.warning("Compiling %d decoder layers (%s; --compile off skips it): the first step takes about a "
+                        "minute the first time, seconds once cached", layers, why)
+        rundir.write_run_info(loop.run_dir, compiled={"layers": layers, "why": why})
+
+
+def step(loop: Loop, take_step: Callable[[], dict], step_number: int) -> dict:
+    """One optimizer step (``take_step``). Where the compiled layers fail to compile (at the first step, or at a
+    later one that meets a new shape), --compile on stops with a clear error and auto takes the step again
+    uncompiled, from the same random state, and trains on that way: nothing was applied yet, as the optimizer
+    steps only after a whole backward pass."""
+    if not loop.compiled:
+        return take_step()
+    rng = checkpoint.rng_state()
+    try:
+        return take_step()
+    except AnnotuneError:
+        raise
+    except Exception as exc:
+        cause = reason(exc)
+        if loop.cfg.compile == "on":
+            if is_compile_error(exc):
+                raise TrainingError(f"--compile on: compiling the decoder layers failed at step {step_number} "
+                                    f"({cause}); train with --compile off") from exc
+            raise
+        uncompile(loop.model)
+        loop.compiled = False
+        loop.optimizer.zero_grad(set_to_none=True)
+        checkpoint.set_rng_state(rng)  # the same noise and dropout as the failed try drew
+        if loop.dist.main:
+            log.warning("Compiling the decoder layers failed at step %d (%s); training on uncompiled",
+                        step_number, cause)
+            rundir.write_run_info(loop.run_dir, compiled={"layers": 0,
+                                                          "why": f"auto: compiling failed at step {step_number}: "
+                                                                 f"{cause}"})
+        return take_step()
 
 
 def compile_layers(model) -> int:

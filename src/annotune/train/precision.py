@@ -9,13 +9,18 @@ import torch
 from annotune.errors import AnnotuneError
 
 
-def cpu_supports_bf16() -> bool:
-    """True where the CPU has native bf16 matrix instructions (AMX or AVX-512 BF16)."""
+def cpu_has(*flags: str) -> bool:
+    """True where the CPU reports any of ``flags`` (``/proc/cpuinfo``; False where there is none)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        text = open("/proc/cpuinfo").read()
     except OSError:
         return False
-    return any(flag in flags for flag in (" amx_bf16", " avx512_bf16"))
+    return any(f" {flag}" in text for flag in flags)
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 matrix instructions (AMX or AVX-512 BF16)."""
+    return cpu_has("amx_bf16", "avx512_bf16")
 
 
 def resolve_precision(requested: str, device: str) -> str:

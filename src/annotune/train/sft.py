@@ -8,6 +8,7 @@ tokens across all micro-batches and processes), and checkpoints make a killed ru
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from annotune.config import TrainConfig
 from annotune.conversation import Conversation
 from annotune.dataset.formats import capped_lines
-from annotune.errors import AnnotuneError, DataError
+from annotune.errors import AnnotuneError, DataError, TrainingError
 from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
@@ -40,10 +41,6 @@ from annotune.train.model_setup import (
 from annotune.train.precision import autocast, resolve_precision
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(AnnotuneError):
-    """Training cannot go on (e.g. the loss diverged)."""
 
 
 @dataclass
@@ -248,7 +245,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
                 best=length.Best(cfg.patience) if cfg.keep_best and data.val else None,
                 segment_attention=segment_attention, epochs=epochs)
-    _compile(loop)
+    compiled.prepare(loop)
     if dist.enabled:
         # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
         loop.model = torch.nn.parallel.DistributedDataParallel(
@@ -256,22 +253,6 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     if cfg.resume:
         _resume(loop, applied)
     return loop
-
-
-def _compile(loop: Loop) -> None:
-    """Compile the decoder layers where --compile asks or a long CPU run gains (train/compiled.py)."""
-    cfg, dist = loop.cfg, loop.dist
-    wanted, why = compiled.wanted(cfg.compile, dist.device, dist.world, loop.total_steps)  # the whole run's: a
-    layers = compiled.compile_layers(loop.model) if wanted else 0  # resumed run compiles as it did at its start
-    loop.compiled = layers > 0
-    if dist.main:
-        if wanted and not layers:
-            log.warning("--compile: this model's decoder layers are not known (no _no_split_modules); training "
-                        "runs uncompiled")
-        elif layers:
-            log.warning("Compiling %d decoder layers (%s; --compile off skips it): the first step takes about a "
-                        "minute the first time, seconds once cached", layers, why)
-        rundir.write_run_info(loop.run_dir, compiled={"layers": layers, "why": why})
 
 
 def _steps_per_epoch(n_train: int, cfg: TrainConfig, dist: Dist) -> int:
@@ -420,7 +401,8 @@ def _train(loop: Loop) -> None:
         for epoch in range(step // loop.steps_per_epoch, cfg.epochs):
             groups = batching.epoch_batches(loop.epochs.examples(epoch), cfg.batch_size, cfg.seed, epoch)
             for step_in_epoch in range(step - epoch * loop.steps_per_epoch, loop.steps_per_epoch):
-                result = _step(loop, groups, step_in_epoch, step + 1)
+                result = compiled.step(loop, functools.partial(_train_step, loop, groups, step_in_epoch, step + 1),
+                                       step + 1)
                 step += 1
                 tokens_done += result["tokens"]
                 elapsed = time.perf_counter() - started
@@ -435,38 +417,6 @@ def _train(loop: Loop) -> None:
             bar.close()
         if metrics is not None:
             metrics.close()
-
-
-def _step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) -> dict:
-    """One optimizer step. Where the compiled layers fail to compile (at the first step, or at a later one that
-    meets a new shape), --compile on stops with a clear error and auto takes the step again uncompiled and trains
-    on that way: nothing was applied yet, as the optimizer steps only after a whole backward pass."""
-    if not loop.compiled:
-        return _train_step(loop, groups, step_in_epoch, step_number)
-    rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        return _train_step(loop, groups, step_in_epoch, step_number)
-    except AnnotuneError:
-        raise
-    except Exception as exc:
-        first_line = compiled.reason(exc)
-        if loop.cfg.compile == "on":
-            if compiled.is_compile_error(exc):
-                raise TrainingError(f"--compile on: compiling the decoder layers failed at step {step_number} "
-                                    f"({first_line}); train with --compile off") from exc
-            raise
-        compiled.uncompile(loop.model)
-        loop.compiled = False
-        loop.optimizer.zero_grad(set_to_none=True)
-        torch.set_rng_state(rng[0])  # the same noise and dropout as the failed try drew
-        if rng[1] is not None:
-            torch.cuda.set_rng_state_all(rng[1])
-        if loop.dist.main:
-            log.warning("Compiling the decoder layers failed at step %d (%s); training on uncompiled",
-                        step_number, first_line)
-            rundir.write_run_info(loop.run_dir, compiled={"layers": 0, "why": f"auto: compiling failed at step "
-                                                                               f"{step_number}: {first_line}"})
-        return _train_step(loop, groups, step_in_epoch, step_number)
 
 
 def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_end: bool) -> bool:

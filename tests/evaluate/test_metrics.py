@@ -30,6 +30,24 @@ def test_rouge_l_and_keys():
     assert metrics.key_hit("Tobiah Marr and Renske", ["tobiah marr", "Renske"]) == 1.0
 
 
+def test_keys_are_found_only_whole():
+    # a number key is not found inside a longer number, nor a word inside a longer word
+    assert metrics.key_hit("You need at least £40.", ["£40"]) == 1.0
+    assert metrics.key_hit("You need at least £400 to open it", ["£40"]) == 0.0
+    assert metrics.key_hit("The fee is £40.50 a month", ["£40"]) == 0.0
+    assert metrics.key_hit("It costs £1,900, paid once", ["£1,900"]) == 1.0
+    assert metrics.key_hit("It costs £1,900.00", ["£1,900"]) == 0.0
+    assert metrics.key_hit("The first train leaves at 5:12 a.m. on weekdays", ["5:12 a.m."]) == 1.0
+    assert metrics.key_hit("The first train leaves at 15:12 a.m.", ["5:12 a.m."]) == 0.0
+    assert metrics.key_hit("Trains come every 4 minutes", ["4 minutes"]) == 1.0
+    assert metrics.key_hit("Trains come every 14 minutes", ["4 minutes"]) == 0.0
+    assert metrics.key_hit("A five-year warranty", ["five-year"]) == 1.0
+    assert metrics.key_hit("A twenty-five-year warranty", ["five-year"]) == 1.0  # "-" is a boundary
+    assert metrics.key_hit("It runs a rewarding scheme", ["reward"]) == 0.0
+    assert metrics.key_hit("Logs go to /var/lib/kestrune/journal.", ["/var/lib/kestrune/journal"]) == 1.0
+    assert metrics.first_mention("Saturn, not Jupiter", ["jupiter", "saturn"]) == 0
+
+
 def test_bootstrap_interval_on_a_known_case():
     assert metrics.bootstrap_ci([1.0] * 30) == (1.0, 1.0)
     # 50 of 100 right: the normal approximation gives 0.5 +- 1.96 * 0.05 = [0.402, 0.598]

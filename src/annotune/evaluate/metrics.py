@@ -1,6 +1,7 @@
 """Answer metrics and the statistics that tell a real gain from noise.
 
-Per answer: key-string accuracy (every key of the record appears, case-insensitive), exact match and token F1
+Per answer: key-string accuracy (every key of the record appears, case-insensitive, as whole words and whole
+numbers: "£40" is not found in "£400" or "£40.50"), exact match and token F1
 (SQuAD-style normalisation: lower case, no punctuation or articles, single spaces), ROUGE-L F (rouge-score,
 stemmed). Per model: means with bootstrap 95% confidence intervals; between two models on the same questions:
 the mean difference with its bootstrap interval and a paired sign-flip permutation test.
@@ -24,10 +25,25 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+def first_mention(text: str, terms: Sequence[str]) -> int | None:
+    """Where the earliest of ``terms`` starts in ``text`` (any case), or None. A term is found only whole where its
+    own edge is a letter or digit: "Paris" is not in "Parisian", "£40" not in "£400" or "£40.50", "0" not in
+    "-18.0" or "0.5"; a term that starts or ends with a sign ("£40", "5:12 a.m.") is not held to a boundary
+    there."""
+    lowered, found = text.lower(), []
+    for term in terms:
+        term = term.lower()
+        before = r"(?<!\w)(?<!\d[.,])" if term[:1].isalnum() or term[:1] == "_" else ""
+        after = r"(?!\w)(?![.,]\d)" if term[-1:].isalnum() or term[-1:] == "_" else ""
+        match = re.search(before + re.escape(term) + after, lowered)
+        if match:
+            found.append(match.start())
+    return min(found, default=None)
+
+
 def key_hit(answer: str, keys: Sequence[str]) -> float:
-    """1.0 when every key string is in the answer (case-insensitive), else 0.0."""
-    lowered = answer.lower()
-    return float(all(key.lower() in lowered for key in keys))
+    """1.0 when every key is in the answer (any case, whole words and numbers: ``first_mention``), else 0.0."""
+    return float(all(first_mention(answer, [key]) is not None for key in keys))
 
 
 def exact_match(answer: str, reference: str) -> float:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -48,16 +47,8 @@ def load_probe() -> list[dict]:
 def probe_correct(answer: str, accept: list[str], reject: list[str] = ()) -> bool:
     """Right when the answer names an accepted answer (a whole word or phrase, any case) and no rejected one comes
     before it: "Jupiter, though Saturn is bigger" is right, "Proxima Centauri, close to the Sun" is not."""
-    first, wrong = _first_mention(answer, accept), _first_mention(answer, reject)
+    first, wrong = metrics.first_mention(answer, accept), metrics.first_mention(answer, reject)
     return first is not None and (wrong is None or wrong >= first)
-
-
-def _first_mention(answer: str, terms: list[str]) -> int | None:
-    """Where the earliest of ``terms`` starts in ``answer`` (whole words, any case; a number only as a whole
-    number: "0" is not in "-18.0" or "0.5"), or None."""
-    lowered = answer.lower()
-    found = (re.search(rf"(?<![\w])(?<!\d[.,]){re.escape(t.lower())}(?![\w])(?![.,]\d)", lowered) for t in terms)
-    return min((m.start() for m in found if m), default=None)
 
 
 def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: GenerationConfig,

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_WORD_CHAR = re.compile(r"\w")  # a term edge that must not run on into a longer word or number
 _PUNCTUATION = str.maketrans("", "", string.punctuation + "“”‘’«»…–—")
 
 
@@ -33,8 +34,8 @@ def first_mention(text: str, terms: Sequence[str]) -> int | None:
     lowered, found = text.lower(), []
     for term in terms:
         term = term.lower()
-        before = r"(?<!\w)(?<!\d[.,])" if term[:1].isalnum() or term[:1] == "_" else ""
-        after = r"(?!\w)(?![.,]\d)" if term[-1:].isalnum() or term[-1:] == "_" else ""
+        before = r"(?<!\w)(?<!\d[.,])" if _WORD_CHAR.match(term) else ""
+        after = r"(?!\w)(?![.,]\d)" if _WORD_CHAR.match(term[-1:]) else ""
         match = re.search(before + re.escape(term) + after, lowered)
         if match:
             found.append(match.start())

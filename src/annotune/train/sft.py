@@ -20,13 +20,12 @@ import torch.nn.functional as F
 
 from annotune.config import TrainConfig
 from annotune.conversation import Conversation
-from annotune.dataset.formats import capped_lines
-from annotune.errors import AnnotuneError, DataError, TrainingError
+from annotune.errors import AnnotuneError, TrainingError
 from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
-from annotune.models.templates import Encoded, encode, ensure_chat_template, stop_token_ids
+from annotune.models.templates import Encoded, ensure_chat_template, stop_token_ids
 from annotune.runs import read_run_info
-from annotune.train import attention, batching, checkpoint, compiled, length, paraphrase, replay, rundir
+from annotune.train import attention, batching, checkpoint, compiled, inputs, length, paraphrase, replay, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.epochs import Epochs
 from annotune.train.metrics import MetricsLog, plot_losses
@@ -91,75 +90,19 @@ def train(cfg: TrainConfig) -> Path:
 # ---------------------------------------------------------------------------------------------------- setup
 
 
-def _read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list[Conversation]]:
-    from annotune.dataset import load_valid
-    from annotune.dataset.split import covered_split
-
-    if cfg.resume:  # the run's own split, exactly as trained: the original files may have changed since
-        saved = run_dir / "data"
-        if not (saved / "train.jsonl").is_file():
-            raise AnnotuneError(f"--resume: {saved / 'train.jsonl'} is missing; start the run again with --overwrite")
-        val = saved / "val.jsonl"
-        return load_valid(saved / "train.jsonl", "openai"), load_valid(val, "openai") if val.is_file() else []
-    if not cfg.data:
-        raise AnnotuneError("no training data: pass a data file (annotune train DATA)")
-    convs = load_valid(cfg.data, cfg.format)
-    if cfg.val_data:
-        return convs, load_valid(cfg.val_data, cfg.format)
-    val_size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
-    return covered_split(convs, val_size, cfg.seed)  # no fact of a small set is lost to validation
-
-
-def _encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[Encoded]:
-    encoded, problems = [], []
-    for conv in convs:
-        enc = encode(tokenizer, conv)
-        where = f"{conv.location()}:messages"
-        if len(enc.input_ids) > max_length:
-            problems.append(f"{where}: {len(enc.input_ids)} tokens, over --max-length {max_length}; "
-                            "shorten it or raise --max-length")
-        elif enc.supervised == 0:
-            problems.append(f"{where}: no assistant token left to train on after tokenisation")
-        encoded.append(enc)
-    if problems:
-        raise DataError(capped_lines(problems))
-    return encoded
-
-
-def _read_template(path: str | None) -> str | None:
-    if not path:
-        return None
-    from jinja2 import TemplateSyntaxError
-    from transformers.utils.chat_template_utils import _compile_jinja_template
-
-    file = Path(path)
-    if file.is_dir():
-        raise AnnotuneError(f"--chat-template: {file} is a folder; pass the Jinja template file")
-    if not file.is_file():
-        raise AnnotuneError(f"--chat-template: file not found: {file}")
-    try:
-        template = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise AnnotuneError(f"--chat-template: {file}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    try:
-        _compile_jinja_template(template)  # the way transformers compiles it, so its own tags are known
-    except TemplateSyntaxError as exc:
-        raise AnnotuneError(f"--chat-template: {file}:{exc.lineno}: template syntax error: {exc.message}") from None
-    return template
-
-
 def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     torch.manual_seed(cfg.seed)
     run_dir, cfg, applied = rundir.resolve(cfg)
-    train_convs, val_convs = _read_data(cfg, run_dir)  # invalid data is refused before any model loads
+    train_convs, val_convs = inputs.read_data(cfg, run_dir)  # invalid data is refused before any model loads
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
     if not cfg.resume:  # a resumed run's saved data holds its rewordings and replay pool already
         train_convs = train_convs + _paraphrases(cfg, dist, model_ref, train_convs)
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
-    template = ensure_chat_template(tokenizer, saved_template or _read_template(cfg.chat_template))
-    data = Data(_encode_all(tokenizer, train_convs, cfg.max_length), _encode_all(tokenizer, val_convs, cfg.max_length),
+    template = ensure_chat_template(tokenizer, saved_template or inputs.read_template(cfg.chat_template))
+    data = Data(inputs.encode_all(tokenizer, train_convs, cfg.max_length),
+                inputs.encode_all(tokenizer, val_convs, cfg.max_length),
                 train_convs, val_convs)
     epochs = Epochs(train_convs, data.train, cfg.replay, cfg.seed, cfg.question_noise, tokenizer, cfg.max_length,
                     cfg.fact_balance, cfg.fact_sheets)

@@ -1,6 +1,7 @@
 """Training on tiny random models: what changes, what a run folder holds, and how bad input is refused."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from safetensors.torch import load_file
 
 from annotune.config import TrainConfig
 from annotune.errors import DataError, RunDirError
+from annotune.evaluate.cli import default_baseline
 from annotune.train import sft
 
 
@@ -53,9 +55,16 @@ def test_lora_run_changes_every_adapter_weight_and_describes_itself(tiny, chats,
     assert "epochs: 2" in (run / "config.yaml").read_text()
 
 
-def test_full_fine_tuning_saves_whole_model(tiny, chats, tmp_path):
-    run = sft.train(_cfg(tiny, chats, tmp_path / "full", method="full", lr=1e-3, epochs=1))
+def test_full_fine_tuning_saves_whole_model(tiny, chats, tmp_path, capsys):
+    base = tmp_path / "base"
+    shutil.copytree(tiny, base)
+    run = sft.train(_cfg(base, chats, tmp_path / "full", method="full", lr=1e-3, epochs=1))
     assert (run / "model" / "model.safetensors").is_file() and not (run / "adapter").exists()
+    # evaluate compares a full fine-tune with the base it was trained from, while that base is there
+    assert default_baseline(str(run)) == [f"base={base.resolve()}"]
+    shutil.rmtree(base)
+    assert default_baseline(str(run)) == []
+    assert f"fully fine-tuned from {base.resolve()}, which is not there any more" in capsys.readouterr().err
 
 
 def test_invalid_data_is_refused_before_any_model_loads(tiny, tmp_path, monkeypatch):

@@ -84,7 +84,9 @@ def _gate_value(entry: dict, metric: str) -> float | None:
 
 
 def default_baseline(run: str) -> list[str]:
-    """The first run's base model, when it is a LoRA run (a full fine-tune has no base model to load)."""
+    """The first run's base model, LoRA or full fine-tune alike. A full fine-tune carries its own weights, so its
+    base is only compared with where it is still there: a base folder or file since moved leaves it without one
+    (said on stderr) rather than failing a run that loads without it."""
     from annotune.generation.loading import split_name
     from annotune.runs import RunFolder, is_run_dir
 
@@ -93,9 +95,13 @@ def default_baseline(run: str) -> list[str]:
         return []
     folder = RunFolder(path)
     base = folder.info.get("base_model", {})
-    if folder.adapter_dir is None or not base:
+    if not base:
         return []
     ref = base.get("name") if base.get("kind") == "embedded" else base.get("path") or base.get("ref")
+    if folder.adapter_dir is None and base.get("kind") in ("folder", "gguf") and not Path(ref).exists():
+        print(f"No baseline: {path} was fully fine-tuned from {ref}, which is not there any more "
+              "(pass --baseline MODEL to compare with another)", file=sys.stderr)
+        return []
     return [f"{folder.base_label()}={ref}"]
 
 

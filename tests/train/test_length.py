@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from annotune.config import TrainConfig
 from annotune.train import length, sft
-from annotune.train.length import MAX_EPOCHS, TARGET_PASSES, Best, auto_epochs
+from annotune.train.length import MAX_EPOCHS, TARGET_PASSES, Best, auto_epochs, noise_margin
 from annotune.train.model_setup import freeze_base_in_bf16
 
 
@@ -22,15 +22,20 @@ def test_auto_epochs_scale_with_the_data():
     assert all(s >= min(n * MAX_EPOCHS, TARGET_PASSES) for n, s in zip(range(1, 2000), seen))
 
 
-def test_best_keeps_the_highest_accuracy_and_stops_after_patience():
+def test_best_keeps_the_latest_epoch_level_with_the_highest_and_stops_after_patience():
     best = Best(patience=2)
-    assert best.update(1, 0.5, 2.0) and best.update(2, 0.7, 1.5)
-    assert not best.update(3, 0.7, 1.6)  # a tie on accuracy with a higher loss is not better
+    assert noise_margin(0.5, 100) == pytest.approx(0.1) and noise_margin(1.0, 100) == pytest.approx(0.01)
+    assert best.update(1, 0.5, 2.0, 100) and best.update(2, 0.7, 1.5, 100)
+    assert best.update(3, 0.65, 1.6, 100)  # within two standard errors of 0.7 on 100 tokens: level, and later
+    assert not best.update(4, 0.6, 1.0, 100)  # clearly below the best seen (0.7), whatever its loss
     assert not best.stop
-    assert not best.update(4, 0.6, 1.0)
-    assert best.stop and best.summary() == {"epoch": 2, "val_accuracy": 0.7, "val_loss": 1.5}
-    assert best.update(5, 0.7, 1.4)  # the same accuracy at a lower loss is
-    assert not best.stop
+    assert not best.update(5, 0.5, 1.0, 100)
+    assert best.stop
+    assert best.summary() == {"epoch": 3, "val_accuracy": 0.65, "val_loss": 1.6, "best_val_accuracy": 0.7}
+    assert best.update(6, 0.72, 1.4, 100) and not best.stop
+    assert not best.update(7, 0.62, 1.4, 100)  # the margin follows the new best: 0.72 - 0.09 > 0.62
+    tight = Best(patience=1)  # on a large set a small drop is real
+    assert tight.update(1, 0.9, 1.0, 100_000) and not tight.update(2, 0.895, 0.9, 100_000) and tight.stop
     assert not Best(patience=0).stop
 
 
@@ -55,7 +60,7 @@ def test_the_saved_adapter_is_the_best_validated_epochs(tiny, chats, tmp_path, m
     monkeypatch.setattr(sft, "evaluate_loss", lambda loop: (real(loop), next(scores))[1])
     run = sft.train(_cfg(tiny, chats, tmp_path / "run", epochs=6, patience=2))
     info = json.loads((run / "run.json").read_text())
-    assert info["best"] == {"epoch": 2, "val_accuracy": 0.9, "val_loss": 1.0}
+    assert info["best"] == {"epoch": 2, "val_accuracy": 0.9, "val_loss": 1.0, "best_val_accuracy": 0.9}
     assert info["epochs"]["trained"] == 4 and info["steps"] == 12  # stopped after 2 epochs without a better one
     saved = load_file(str(run / "adapter" / "adapter_model.safetensors"))
     at_best = load_file(str(run / "checkpoints" / "step-0000006" / "trainable.safetensors"))

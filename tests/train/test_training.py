@@ -116,3 +116,27 @@ def test_lora_layers_puts_adapters_on_the_top_layers_only(tiny, chats, tmp_path)
                        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}  # every linear layer, as all-linear
     saved = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert saved["layers_to_transform"] == [1]
+
+
+def test_lora_plus_trains_the_b_matrices_that_many_times_faster(tiny, chats, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from annotune.train.model_setup import make_trainable
+
+    cfg = _cfg(tiny, chats, tmp_path / "run", lr=1e-3, lora_plus=16)
+    model = make_trainable(AutoModelForCausalLM.from_pretrained(tiny), cfg)
+    groups = sft._parameter_groups(model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(
+        id(p) for p in model.parameters() if p.requires_grad)  # every trainable weight once
+    assert all(".lora_B." in names[id(p)] for p in groups[1]["params"]) and groups[1]["lr"] == 16e-3
+    assert not any(".lora_B." in names[id(p)] for p in groups[0]["params"])
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
+    model(input_ids=torch.randint(0, 100, (2, 12)), labels=torch.randint(0, 100, (2, 12))).loss.backward()
+    optimizer.step()  # Adam's first step moves every weight with a gradient by about its group's lr
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters() if p.requires_grad}
+    assert all(abs(m - 16e-3) < 1e-4 for n, m in moved.items() if ".lora_B." in n)
+    assert all(m == 0 for n, m in moved.items() if ".lora_A." in n)  # B starts at zero: A has no gradient yet
+    plain = sft._parameter_groups(model, _cfg(tiny, chats, tmp_path / "run"))
+    assert len(plain) == 1 and "lr" not in plain[0]

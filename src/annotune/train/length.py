@@ -6,8 +6,11 @@ at the default batch of 4, whatever the batch, accumulation or number of process
 ``MAX_EPOCHS`` (see docs/training.md for how these were chosen on the domain sets of benchmarks/domains/).
 
 With a validation set, every epoch ends with its loss and its answer-token accuracy (the share of answer tokens
-the model would pick itself, teacher-forced). The weights of the epoch with the best accuracy (ties: the lower
-loss) are the ones saved, and training stops early once ``patience`` epochs in a row did not beat it.
+the model would pick itself, teacher-forced). A small validation set measures that share roughly (at 100 answer
+tokens, one token is a point), so an epoch counts as level with the best one seen when its accuracy is within
+``noise_margin`` of it, and the latest epoch level with the best is the one saved: later epochs of a cosine
+schedule have trained at a smaller learning rate, so a level score there is the better model. Training stops
+early once ``patience`` epochs in a row scored clearly below the best.
 """
 
 from __future__ import annotations
@@ -29,20 +32,30 @@ def auto_epochs(conversations: int) -> int:
     return max(1, min(MAX_EPOCHS, math.ceil(TARGET_PASSES / max(1, conversations))))
 
 
+def noise_margin(accuracy: float, tokens: int) -> float:
+    """How far below ``accuracy`` a score on ``tokens`` validation tokens can fall by chance: two standard errors
+    of a share measured on that many tokens, and never less than one token."""
+    tokens = max(1, tokens)
+    return max(1 / tokens, 2 * math.sqrt(accuracy * (1 - accuracy) / tokens))
+
+
 @dataclass
 class Best:
-    """The best validated epoch so far. Its trainable weights live in the run folder (``best.pt``, written by the
-    main process), so a resumed run still knows them; the file is removed once the run is saved."""
+    """The validated epoch whose weights are kept. Its trainable weights live in the run folder (``best.pt``,
+    written by the main process), so a resumed run still knows them; the file is removed once the run is saved."""
 
     patience: int
     epoch: int | None = None
-    accuracy: float = -1.0
+    accuracy: float = -1.0  # the kept epoch's
     loss: float = math.inf
-    since: int = 0  # epochs validated since the best
+    peak: float = -1.0  # the highest accuracy of any epoch so far
+    since: int = 0  # epochs validated since the kept one
 
-    def update(self, epoch: int, accuracy: float, loss: float) -> bool:
-        """Record an epoch's validation; True when it is the new best."""
-        if accuracy > self.accuracy or (accuracy == self.accuracy and loss < self.loss):
+    def update(self, epoch: int, accuracy: float, loss: float, tokens: int) -> bool:
+        """Record an epoch's validation on ``tokens`` answer tokens; True when its weights are the ones to keep:
+        its accuracy is within the noise margin of the highest so far (so the later of two level epochs wins)."""
+        self.peak = max(self.peak, accuracy)
+        if accuracy >= self.peak - noise_margin(self.peak, tokens) - 1e-12:
             self.epoch, self.accuracy, self.loss, self.since = epoch, accuracy, loss, 0
             return True
         self.since += 1
@@ -55,7 +68,8 @@ class Best:
     def summary(self) -> dict | None:
         if self.epoch is None:
             return None
-        return {"epoch": self.epoch, "val_accuracy": self.accuracy, "val_loss": self.loss}
+        return {"epoch": self.epoch, "val_accuracy": self.accuracy, "val_loss": self.loss,
+                "best_val_accuracy": self.peak}
 
     def save(self, run_dir: Path, model) -> None:
         from annotune.train.checkpoint import trainable_state
@@ -72,6 +86,7 @@ class Best:
         summary = torch.load(file, weights_only=True)["summary"]
         if summary["epoch"] <= epochs_done:
             self.epoch, self.accuracy, self.loss = summary["epoch"], summary["val_accuracy"], summary["val_loss"]
+            self.peak = summary.get("best_val_accuracy", self.accuracy)
             self.since = epochs_done - self.epoch
 
     def restore(self, run_dir: Path, model) -> None:

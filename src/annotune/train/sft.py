@@ -177,8 +177,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
         add_embedding_noise(model, cfg.neftune)
     per_epoch = _steps_per_epoch(epochs.size, cfg, dist)
     total = per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(_parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     from transformers import get_cosine_schedule_with_warmup
 
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
@@ -196,6 +195,17 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     if cfg.resume:
         _resume(loop, applied)
     return loop
+
+
+def _parameter_groups(model, cfg: TrainConfig) -> list[dict]:
+    """What the optimizer trains, at --lr; with --lora-plus the adapters' B matrices at that many times it (LoRA+:
+    B starts at zero, so A's gradients are scaled down by B's small entries, and a faster B evens that out)."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if cfg.method != "lora" or cfg.lora_plus == 1:
+        return [{"params": [p for _, p in trainable]}]
+    faster = [p for name, p in trainable if ".lora_B." in name]
+    rest = [p for name, p in trainable if ".lora_B." not in name]
+    return [{"params": rest}, {"params": faster, "lr": cfg.lr * cfg.lora_plus}]
 
 
 def _steps_per_epoch(n_train: int, cfg: TrainConfig, dist: Dist) -> int:
@@ -371,7 +381,8 @@ def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_en
             row["val_loss"], row["val_accuracy"] = val
             if epoch_end and loop.best is not None:
                 epoch = step // loop.steps_per_epoch
-                if loop.best.update(epoch, row["val_accuracy"], row["val_loss"]) and loop.dist.main:
+                tokens = sum(e.supervised for e in loop.data.val)
+                if loop.best.update(epoch, row["val_accuracy"], row["val_loss"], tokens) and loop.dist.main:
                     loop.best.save(loop.run_dir, _unwrap(loop.model))
     if metrics is not None and (step % cfg.log_every == 0 or "val_loss" in row or step == loop.total_steps):
         metrics.write(row)
@@ -387,9 +398,9 @@ def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_en
         _checkpoint(loop, step)
     stop = epoch_end and loop.best is not None and loop.best.stop and step < loop.total_steps
     if stop and loop.dist.main:
-        log.warning("Stopping early after epoch %d: validation accuracy has not improved for %d epochs (best: "
-                    "epoch %d, %.1f%%)", step // loop.steps_per_epoch, loop.best.since, loop.best.epoch,
-                    100 * loop.best.accuracy)
+        log.warning("Stopping early after epoch %d: validation accuracy has stayed clearly below its best (%.1f%%) "
+                    "for %d epochs (keeping epoch %d, %.1f%%)", step // loop.steps_per_epoch, 100 * loop.best.peak,
+                    loop.best.since, loop.best.epoch, 100 * loop.best.accuracy)
     return stop
 
 
@@ -426,8 +437,9 @@ def _save(loop: Loop) -> None:
     last_epoch = loop.steps_done // loop.steps_per_epoch
     if best is not None and best.epoch is not None and best.epoch != last_epoch:
         best.restore(loop.run_dir, model)
-        log.warning("Saving the weights of epoch %d, the best on validation (%.1f%% answer tokens right, loss %.4f)",
-                    best.epoch, 100 * best.accuracy, best.loss)
+        log.warning("Saving the weights of epoch %d, the last level with the best on validation (%.1f%% answer "
+                    "tokens right, best %.1f%%, loss %.4f)", best.epoch, 100 * best.accuracy, 100 * best.peak,
+                    best.loss)
     attention.switch_off(model)
     if loop.compiled:  # the model goes back as written (a caller may use it, in eval mode, after train)
         compiled.uncompile(model)

@@ -23,20 +23,20 @@ def test_auto_epochs_scale_with_the_data():
 
 
 def test_best_keeps_the_latest_epoch_level_with_the_highest_and_stops_after_patience():
-    best = Best(patience=2)
+    best = Best(patience=2, tokens=100)
     assert noise_margin(0.5, 100) == pytest.approx(0.1) and noise_margin(1.0, 100) == pytest.approx(0.01)
-    assert best.update(1, 0.5, 2.0, 100) and best.update(2, 0.7, 1.5, 100)
-    assert best.update(3, 0.65, 1.6, 100)  # within two standard errors of 0.7 on 100 tokens: level, and later
-    assert not best.update(4, 0.6, 1.0, 100)  # clearly below the best seen (0.7), whatever its loss
+    assert best.update(1, 0.5, 2.0) and best.update(2, 0.7, 1.5)
+    assert best.update(3, 0.65, 1.6)  # within two standard errors of 0.7 on 100 tokens: level, and later
+    assert not best.update(4, 0.6, 1.0)  # clearly below the best seen (0.7), whatever its loss
     assert not best.stop
-    assert not best.update(5, 0.5, 1.0, 100)
+    assert not best.update(5, 0.5, 1.0)
     assert best.stop
     assert best.summary() == {"epoch": 3, "val_accuracy": 0.65, "val_loss": 1.6, "best_val_accuracy": 0.7}
-    assert best.update(6, 0.72, 1.4, 100) and not best.stop
-    assert not best.update(7, 0.62, 1.4, 100)  # the margin follows the new best: 0.72 - 0.09 > 0.62
-    tight = Best(patience=1)  # on a large set a small drop is real
-    assert tight.update(1, 0.9, 1.0, 100_000) and not tight.update(2, 0.895, 0.9, 100_000) and tight.stop
-    assert not Best(patience=0).stop
+    assert best.update(6, 0.72, 1.4) and not best.stop
+    assert not best.update(7, 0.62, 1.4)  # the margin follows the new best: 0.72 - 0.09 > 0.62
+    tight = Best(patience=1, tokens=100_000)  # on a large set a small drop is real
+    assert tight.update(1, 0.9, 1.0) and not tight.update(2, 0.895, 0.9) and tight.stop
+    assert not Best(patience=0, tokens=100).stop
 
 
 def _cfg(tiny, chats, out, **kw):

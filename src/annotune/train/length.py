@@ -45,17 +45,18 @@ class Best:
     written by the main process), so a resumed run still knows them; the file is removed once the run is saved."""
 
     patience: int
+    tokens: int  # answer tokens of the validation set, which every epoch's accuracy is measured on
     epoch: int | None = None
     accuracy: float = -1.0  # the kept epoch's
     loss: float = math.inf
     peak: float = -1.0  # the highest accuracy of any epoch so far
     since: int = 0  # epochs validated since the kept one
 
-    def update(self, epoch: int, accuracy: float, loss: float, tokens: int) -> bool:
-        """Record an epoch's validation on ``tokens`` answer tokens; True when its weights are the ones to keep:
-        its accuracy is within the noise margin of the highest so far (so the later of two level epochs wins)."""
+    def update(self, epoch: int, accuracy: float, loss: float) -> bool:
+        """Record an epoch's validation; True when its weights are the ones to keep: its accuracy is within the
+        noise margin of the highest so far (so the later of two level epochs wins)."""
         self.peak = max(self.peak, accuracy)
-        if accuracy >= self.peak - noise_margin(self.peak, tokens) - 1e-12:
+        if accuracy >= self.peak - noise_margin(self.peak, self.tokens) - 1e-12:
             self.epoch, self.accuracy, self.loss, self.since = epoch, accuracy, loss, 0
             return True
         self.since += 1

@@ -183,9 +183,10 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     if dist.main and not cfg.resume:
         _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, epochs, precision, auto_length)
+    val_tokens = sum(e.supervised for e in data.val)  # what every epoch's validation accuracy is a share of
     loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
-                best=length.Best(cfg.patience) if cfg.keep_best and data.val else None,
+                best=length.Best(cfg.patience, val_tokens) if cfg.keep_best and data.val else None,
                 segment_attention=segment_attention, epochs=epochs)
     compiled.prepare(loop)
     if dist.enabled:
@@ -381,8 +382,7 @@ def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_en
             row["val_loss"], row["val_accuracy"] = val
             if epoch_end and loop.best is not None:
                 epoch = step // loop.steps_per_epoch
-                tokens = sum(e.supervised for e in loop.data.val)
-                if loop.best.update(epoch, row["val_accuracy"], row["val_loss"], tokens) and loop.dist.main:
+                if loop.best.update(epoch, row["val_accuracy"], row["val_loss"]) and loop.dist.main:
                     loop.best.save(loop.run_dir, _unwrap(loop.model))
     if metrics is not None and (step % cfg.log_every == 0 or "val_loss" in row or step == loop.total_steps):
         metrics.write(row)

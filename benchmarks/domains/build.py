@@ -7,10 +7,10 @@ attributes plus question templates per attribute, in different shapes:
 
 | domain   | facts | system prompt | phrasings per fact in train | answers        | turns | held-out per fact |
 |----------|-------|---------------|-----------------------------|----------------|-------|-------------------|
-| bank     | 40    | yes           | 3                           | one sentence   | 1     | 1                 |
-| transit  | 30    | no            | 2                           | two sentences  | 1     | 2                 |
-| software | 40    | yes           | 1 or 4 (by attribute)       | one sentence   | 1     | 1                 |
-| game     | 32    | yes           | 2 (one as a follow-up)      | one sentence   | 2     | 1                 |
+| bank     | 40    | yes           | 3                           | one sentence   | 1     | 3                 |
+| transit  | 30    | no            | 2                           | two sentences  | 1     | 5                 |
+| software | 40    | yes           | 1 or 4 (by attribute)       | one sentence   | 1     | 3                 |
+| game     | 32    | yes           | 2 (one as a follow-up)      | one sentence   | 2     | 2                 |
 
 train.jsonl     {"messages": [...], "id": "ENTITY.ATTRIBUTE-tN"}     (OpenAI chat; `annotune train` reads it)
 heldout.jsonl   {"id": ..., "fact": ..., "messages": [..., user, reference], "keys": [KEY]}   (`annotune evaluate`)
@@ -36,7 +36,7 @@ class Attribute:
     heldout: list[str]  # other wordings of the same question, never used in training
     answer: str  # {e}, {v} (the key) and any per-entity extra field
     follow_up: list[str] = field(default_factory=list)  # the question without the entity (multi-turn domains)
-    heldout_follow_up: str = ""
+    heldout_follow_ups: list[str] = field(default_factory=list)  # held-out follow-ups, one per held-out wording
 
 
 @dataclass
@@ -56,27 +56,33 @@ BANK = Domain("bank", "You are the customer assistant of Quellmoor Mutual, a sav
     "fee": Attribute(
         ["What is the monthly fee for the {e}?", "How much does the {e} cost per month?",
          "Is there a monthly charge on the {e}, and how much is it?"],
-        ["What will I pay each month to keep a {e}?"],
+        ["What will I pay each month to keep a {e}?", "How much is the {e}'s monthly account charge?",
+         "What does the {e} charge me every month?"],
         "The {e} costs {v} per month."),
     "rate": Attribute(
         ["What interest rate does the {e} have?", "What's the interest rate on the {e}?",
          "How much interest comes with the {e}?"],
-        ["At what percentage is interest set for the {e}?"],
+        ["At what percentage is interest set for the {e}?", "What rate of interest applies to the {e}?",
+         "How high is the interest on the {e}?"],
         "The {e} has an interest rate of {v}."),
     "minimum": Attribute(
         ["What is the minimum deposit to open a {e}?", "How much money do I need to open the {e}?",
          "What's the smallest opening deposit for the {e}?"],
-        ["To get a {e} started, what is the least I have to pay in?"],
+        ["To get a {e} started, what is the least I have to pay in?", "What's the lowest amount I can open a {e} with?",
+         "How much do I have to deposit at first to get a {e}?"],
         "You need at least {v} to open the {e}."),
     "limit": Attribute(
         ["What is the daily withdrawal limit on the {e}?", "How much cash can I take out per day with the {e}?",
          "What's the most I can withdraw in one day from the {e}?"],
-        ["Is there a cap on daily cash withdrawals with the {e}, and what is it?"],
+        ["Is there a cap on daily cash withdrawals with the {e}, and what is it?",
+         "What's the maximum cash I can withdraw daily from a {e}?",
+         "Up to what amount can I take out of the {e} each day?"],
         "The {e} lets you withdraw up to {v} a day."),
     "opening": Attribute(
         ["How long does it take to open a {e}?", "How many days until a new {e} is ready?",
          "When will my {e} be open after I apply?"],
-        ["After I apply for the {e}, how long is the wait?"],
+        ["After I apply for the {e}, how long is the wait?", "How quickly will a new {e} be set up?",
+         "How many days does opening a {e} take?"],
         "A new {e} is ready in {v}."),
 }, {
     "Harbour Current Account": _row(fee="£2.85", rate="0.35%", minimum="£40", limit="£620", opening="2 working days"),
@@ -93,16 +99,22 @@ BANK = Domain("bank", "You are the customer assistant of Quellmoor Mutual, a sav
 TRANSIT = Domain("transit", None, {
     "first": Attribute(
         ["When does the first {e} train leave in the morning?", "What time is the earliest {e} service?"],
-        ["How early can I catch a {e} train?", "I have to travel at dawn: when does the {e} start running?"],
+        ["How early can I catch a {e} train?", "I have to travel at dawn: when does the {e} start running?",
+         "At what time does {e} service begin each day?", "When does the opening train on the {e} depart?",
+         "What's the earliest departure I can take on the {e}?"],
         "The first {e} train leaves {start} at {v} on weekdays. At weekends the first departure is one hour later."),
     "peak": Attribute(
         ["How often do {e} trains run at rush hour?", "What is the peak frequency on the {e}?"],
         ["During the busy morning hours, how long is the gap between {e} trains?",
-         "If I miss a {e} train at peak time, how long until the next one?"],
+         "If I miss a {e} train at peak time, how long until the next one?",
+         "How frequent are {e} trains at the busiest times?", "How many minutes apart are {e} trains during the peak?",
+         "When commuters are travelling, how long do I wait for a {e} train?"],
         "At peak times a {e} train comes {v}. Outside the peaks the gap is longer, so check the timetable."),
     "end": Attribute(
         ["Where does the {e} end?", "What is the last stop of the {e}?"],
-        ["Which station is at the far end of the {e}?", "If I stay on the {e} to the end, where do I arrive?"],
+        ["Which station is at the far end of the {e}?", "If I stay on the {e} to the end, where do I arrive?",
+         "What is the final station on the {e}?", "Where is the terminus of the {e}?",
+         "Which stop does the {e} finish at?"],
         "The {e} runs from {start} to {v}. The whole journey takes about {minutes} minutes."),
 }, {
     "Bramble Line": _row(start="Colbrook Yard", first="5:12 a.m.", peak="every 4 minutes", end="Pellinor Quay",
@@ -133,33 +145,43 @@ SOFTWARE = Domain("software", "You answer questions about Kestrune, a self-hoste
          "How big can a single file be on Kestrune {e}?",
          "What's the maximum file size for the {e} plan?",
          "Is there a per-file size limit on Kestrune {e}, and what is it?"],
-        ["If I'm on {e}, what's the upper size bound for one uploaded file?"],
+        ["If I'm on {e}, what's the upper size bound for one uploaded file?",
+         "What's the biggest single file Kestrune {e} accepts?", "How large may one upload be on the {e} plan?"],
         "On the {e} plan a single file can be up to {v}."),
     "devices": Attribute(
         ["How many devices can I connect on the Kestrune {e} plan?",
          "What is the device limit for Kestrune {e}?",
          "How many computers and phones can sync with one {e} account?",
          "What's the maximum number of linked devices on {e}?"],
-        ["Up to how many devices may one Kestrune {e} account link?"],
+        ["Up to how many devices may one Kestrune {e} account link?",
+         "On the {e} plan, how many devices can sync at most?",
+         "What's the cap on connected devices with Kestrune {e}?"],
         "The {e} plan links at most {v} per account."),
     "history": Attribute(
         ["How long does Kestrune {e} keep old file versions?"],
-        ["For how many days can I restore earlier versions of a file on the {e} plan?"],
+        ["For how many days can I restore earlier versions of a file on the {e} plan?",
+         "How far back can I recover old versions of a file with Kestrune {e}?",
+         "How long are previous file versions kept on the {e} plan?"],
         "Kestrune {e} keeps old file versions for {v}."),
     "storage": Attribute(
         ["How much storage comes with the Kestrune {e} plan?"],
-        ["What storage quota does a Kestrune {e} account get?"],
+        ["What storage quota does a Kestrune {e} account get?", "How much space do I get on the Kestrune {e} plan?",
+         "What's the storage allowance of a {e} account?"],
         "The {e} plan includes {v} of storage."),
     "default": Attribute(
         ["What is the default value of the Kestrune setting {e}?"],
-        ["If I never change {e} in Kestrune's config, what value does it have?"],
+        ["If I never change {e} in Kestrune's config, what value does it have?",
+         "What does {e} default to in Kestrune?",
+         "What is {e} set to in a fresh Kestrune install?"],
         "Out of the box, {e} is set to {v}."),
     "env": Attribute(
         ["Which environment variable overrides the Kestrune setting {e}?",
          "How do I set {e} through an environment variable?",
          "What's the env var name for {e} in Kestrune?",
          "Can {e} be set from the environment, and under what name?"],
-        ["To change {e} without editing the config file, which variable do I export?"],
+        ["To change {e} without editing the config file, which variable do I export?",
+         "Which env variable can I use instead of the config file for {e}?",
+         "What environment variable controls {e} in Kestrune?"],
         "Set the environment variable {v} to override {e}."),
 }, {
     **{plan: _row(file_size=size, devices=devices, history=history, storage=storage) for plan, size, devices,
@@ -185,28 +207,28 @@ SOFTWARE = Domain("software", "You answer questions about Kestrune, a self-hoste
 GAME = Domain("game", "You are the rules helper for the board game Gloamspire.", {
     "move": Attribute(
         ["How many squares can the {e} move in Gloamspire?", "How far does the {e} move each turn?"],
-        ["What is the {e}'s movement range in one turn?"],
+        ["What is the {e}'s movement range in one turn?", "How many squares is the {e} allowed to cover in a turn?"],
         "The {e} moves up to {v} per turn.",
         ["And how far can it move?", "How many squares does it get each turn?"],
-        "What's its movement like, how many squares?"),
+        ["What's its movement like, how many squares?", "How far can it go in a turn?"]),
     "cost": Attribute(
         ["How many embers does it cost to recruit the {e}?", "What is the recruiting cost of the {e}?"],
-        ["How much do I have to spend to bring the {e} into play?"],
+        ["How much do I have to spend to bring the {e} into play?", "How many embers must I pay for the {e}?"],
         "Recruiting the {e} costs {v}.",
         ["What does it cost to recruit?", "And how many embers is it?"],
-        "How much would I pay to get one onto the board?"),
+        ["How much would I pay to get one onto the board?", "What would it cost me to bring it in?"]),
     "ability": Attribute(
         ["What is the {e}'s special ability?", "What power does the {e} have?"],
-        ["Does the {e} have a unique trick, and what is it?"],
+        ["Does the {e} have a unique trick, and what is it?", "What can the {e} do that other pieces can't?"],
         "The {e} can {v}.",
         ["What can it do?", "Does it have a special power?"],
-        "Any special move I should know about for it?"),
+        ["Any special move I should know about for it?", "Is there anything unusual it can do?"]),
     "home": Attribute(
         ["Where does the {e} start the game?", "Which tile does the {e} begin on?"],
-        ["At setup, where do I place the {e}?"],
+        ["At setup, where do I place the {e}?", "On which tile is the {e} placed when the game begins?"],
         "The {e} starts the game on {v}.",
         ["Where does it start?", "And which tile does it begin on?"],
-        "When setting up, where does it go?"),
+        ["When setting up, where does it go?", "Where do I put it at the start?"]),
 }, {
     "Lantern Warden": _row(move="2 squares", cost="5 embers", ability="blind an enemy for one round",
                            home="the Salt Gate"),
@@ -276,13 +298,14 @@ def _multi_turn(domain: Domain) -> tuple[list[dict], list[dict]]:
                 train.append({"messages": _chat(domain, *turns), "id": f"{entity}.{first}+{second}-t{p + 1}"})
         for n, attr in enumerate(attrs):
             fact, answer, key = f"{entity}.{attr}", _answer(domain, entity, attr), domain.rows[entity][attr]
-            if (n + index) % 2 == 0:  # asked by name, in a new wording
-                messages = _chat(domain, ask[attr].heldout[0].format(e=entity), answer)
-            else:  # a follow-up after an exchange about the previous attribute
-                before = attrs[n - 1]
-                messages = _chat(domain, ask[before].train[0].format(e=entity), _answer(domain, entity, before),
-                                 ask[attr].heldout_follow_up, answer)
-            heldout.append({"id": f"{fact}-h1", "fact": fact, "messages": messages, "keys": [key]})
+            for k in range(len(ask[attr].heldout)):  # by name and as a follow-up in turn, wording k of each
+                if (n + index + k) % 2 == 0:  # asked by name, in a new wording
+                    messages = _chat(domain, ask[attr].heldout[k].format(e=entity), answer)
+                else:  # a follow-up after an exchange about the previous attribute
+                    before = attrs[n - 1]
+                    messages = _chat(domain, ask[before].train[0].format(e=entity), _answer(domain, entity, before),
+                                     ask[attr].heldout_follow_ups[k], answer)
+                heldout.append({"id": f"{fact}-h{k + 1}", "fact": fact, "messages": messages, "keys": [key]})
     return train, heldout
 
 

@@ -310,16 +310,21 @@ def _multi_turn(domain: Domain) -> tuple[list[dict], list[dict]]:
 
 
 def build(domain: Domain) -> tuple[list[dict], list[dict]]:
-    train, heldout = _multi_turn(domain) if domain.multi_turn else _single_turn(domain)
     _check(domain)
-    return train, heldout
+    return _multi_turn(domain) if domain.multi_turn else _single_turn(domain)
 
 
 def _check(domain: Domain) -> None:
-    """A key that another answer or a question contains would score a wrong answer as right, or give it away."""
+    """A key that another answer or a question contains would score a wrong answer as right, or give it away; a
+    multi-turn domain needs one held-out follow-up per held-out wording."""
+    for name, spec in domain.attributes.items():
+        if domain.multi_turn and len(spec.heldout_follow_ups) != len(spec.heldout):
+            sys.exit(f"{domain.name}: {name}: {len(spec.heldout)} held-out wordings but {len(spec.heldout_follow_ups)} "
+                     "held-out follow-ups; give one follow-up per wording")
     facts = _facts(domain)
     answers = {fact: _answer(domain, *fact) for fact in facts}
-    questions = [t.format(e=e) for e, a in facts for t in domain.attributes[a].train + domain.attributes[a].heldout]
+    questions = [t.format(e=e) for e, a in facts for t in domain.attributes[a].train + domain.attributes[a].heldout
+                 + domain.attributes[a].follow_up + domain.attributes[a].heldout_follow_ups]
     for (entity, attr), answer in answers.items():
         key = domain.rows[entity][attr].casefold()
         others = [f for f, text in answers.items() if f != (entity, attr) and key in text.casefold()]

@@ -203,7 +203,6 @@ def test_a_request_over_the_time_limit_gets_504(memorized, serve):
     assert _generating_once_settled(slow) == 0
 
 
-
 def test_api_key_is_required_when_set(memorized, serve):
     keyed = serve(str(memorized["support"]), "--api-key", "s3cret")
     body = {"model": "support", "messages": [{"role": "user", "content": "Who are you?"}]}

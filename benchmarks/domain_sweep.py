@@ -12,7 +12,8 @@ For each domain of benchmarks/domains/ and each setting (named below; `defaults`
 `annotune train DOMAIN/train.jsonl` with no options beyond the setting's (plus --out, --overwrite and
 --no-progress, which change where it goes and what is shown, not what is trained); then one `annotune evaluate`
 call scores all of the domain's runs on its heldout.jsonl (greedy, with the general-knowledge probe and the base
-model as baseline, which answers once per domain). It collects
+model as baseline, which answers once per domain; each run with its router, as `serve` answers, unless
+--no-routing). It collects
 held-out key accuracy, general answers kept (of those the base model got right) and the wall time of the train
 command (model load included), prints a table per setting with the WORST domain, and writes everything as JSON.
 
@@ -38,6 +39,7 @@ from pathlib import Path
 
 DOMAINS = Path(__file__).resolve().parent / "domains"
 TARGET = {"heldout": 0.9, "kept": 0.9, "train_seconds": 300}
+EVALUATE_OPTIONS: list[str] = []  # ["--no-routing"] with --no-routing: judged as an exported model answers
 
 # Candidate settings: the options each passes to `annotune train`. `defaults` passes none.
 SETTINGS: dict[str, list[str]] = {
@@ -101,7 +103,8 @@ def evaluate(domain: Path, runs: dict[str, Path], out: Path, max_new_tokens: int
     """All of a domain's runs in one `annotune evaluate` call, so the base model answers (held-out and probe)
     once per domain rather than once per run."""
     _run([_annotune(), "evaluate", *(f"{name}={path}" for name, path in runs.items()), "--data",
-          str(domain / "heldout.jsonl"), "--out", str(out), "--max-new-tokens", str(max_new_tokens)])
+          str(domain / "heldout.jsonl"), "--out", str(out), "--max-new-tokens", str(max_new_tokens),
+          *EVALUATE_OPTIONS])
     models = json.loads((out / "results.json").read_text())["models"]
     base = next(entry for entry in models.values() if entry["role"] == "baseline")
     figures = {}
@@ -109,7 +112,8 @@ def evaluate(domain: Path, runs: dict[str, Path], out: Path, max_new_tokens: int
         tuned, kept = models[name], models[name].get("retention") or {}
         figures[name] = {"heldout": tuned["key_accuracy"]["mean"], "heldout_ci95": tuned["key_accuracy"]["ci95"],
                          "base_heldout": base["key_accuracy"]["mean"], "kept": kept.get("share"),
-                         "kept_of": kept.get("of"), "kept_n": kept.get("kept")}
+                         "kept_of": kept.get("of"), "kept_n": kept.get("kept"),
+                         "routed_to_base": tuned.get("routed_to_base")}
     return figures
 
 
@@ -225,7 +229,12 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, help="start no new run after this many minutes")
     parser.add_argument("--work", help="keep the run folders here (default: a temporary folder, removed)")
     parser.add_argument("--json", help="write the results here (default: print only)")
+    parser.add_argument("--no-routing", action="store_true",
+                        help="evaluate every run with its adapter on every question, as an exported model answers "
+                             "(default: as `serve` answers, with the run's router)")
     args = parser.parse_args()
+    if args.no_routing:
+        EVALUATE_OPTIONS.append("--no-routing")
     for extra in args.setting:
         name, sep, options = extra.partition("=")
         if not sep or not name:

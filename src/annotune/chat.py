@@ -11,11 +11,12 @@ from annotune.generation.config import GenerationConfig
 from annotune.generation.engine import ContextLengthError
 
 
-def chat(ref: str, cfg: GenerationConfig, prompt: str | None = None, system: str | None = None) -> int:
+def chat(ref: str, cfg: GenerationConfig, prompt: str | None = None, system: str | None = None,
+         routing: bool = True) -> int:
     from annotune.generation.loading import load_engine
 
     print(f"Loading {ref} ...", file=sys.stderr)
-    with load_engine(ref) as engine:
+    with load_engine(ref, routing=routing) as engine:
         return _chat(engine, cfg, prompt, system)
 
 
@@ -56,6 +57,9 @@ def _answer(engine, name: str, messages: list[dict], cfg: GenerationConfig, pref
     sys.stdout.write("\n")
     if stream.result.finish_reason == "length":
         print(f"(cut at {cfg.max_new_tokens} tokens; --max-new-tokens allows more)", file=sys.stderr)
+    if stream.result.route == "base":
+        print("(answered by the base model: unlike the run's training questions; --no-routing answers with the run)",
+              file=sys.stderr)
     return stream.result.text
 
 
@@ -111,7 +115,8 @@ def _prompt_messages(record) -> list[dict] | str:
     return "prompt: missing; give `messages` (a list) or `prompt` (text)"
 
 
-def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationConfig, batch_size: int = 16) -> int:
+def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationConfig, batch_size: int = 16,
+                  routing: bool = True) -> int:
     """Answer every prompt of ``input_path``; each output line is its input line plus the answer and its counts."""
     from tqdm.auto import tqdm
 
@@ -122,7 +127,7 @@ def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationCo
     out = Path(output_path)
     if out.is_dir():
         raise DataError(f"{out}: is a folder; give a file name to write the answers to")
-    engine = load_engine(ref, max_batch=batch_size)
+    engine = load_engine(ref, max_batch=batch_size, routing=routing)
     name = next(iter(engine.models))
     try:
         with tqdm(total=len(rows), desc="generating", unit="prompt", file=sys.stderr) as bar:
@@ -131,8 +136,11 @@ def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationCo
         raise DataError(f"{input_path}:{rows[exc.index][0]}: {exc}") from None
     finally:
         engine.close()
-    write_atomically(out, (json.dumps({**record, "answer": r.text, "finish_reason": r.finish_reason,
-                                       "usage": {"prompt_tokens": r.prompt_tokens,
-                                                 "completion_tokens": r.completion_tokens}}, ensure_ascii=False) + "\n"
-                           for (_, record, _), r in zip(rows, results)))
+    def line(record: dict, r) -> str:
+        routed = {"route": r.route} if r.route else {}
+        return json.dumps({**record, "answer": r.text, "finish_reason": r.finish_reason, **routed,
+                           "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens}},
+                          ensure_ascii=False) + "\n"
+
+    write_atomically(out, (line(record, r) for (_, record, _), r in zip(rows, results)))
     return len(rows)

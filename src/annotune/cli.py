@@ -50,13 +50,15 @@ def _generation_config(args: argparse.Namespace):
 def cmd_chat(args: argparse.Namespace) -> int:
     from annotune.chat import chat
 
-    return chat(args.model, _generation_config(args), prompt=args.prompt, system=args.system)
+    return chat(args.model, _generation_config(args), prompt=args.prompt, system=args.system,
+                routing=not args.no_routing)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from annotune.chat import generate_file
 
-    n = generate_file(args.model, args.input, args.output, _generation_config(args), batch_size=args.batch_size)
+    n = generate_file(args.model, args.input, args.output, _generation_config(args), batch_size=args.batch_size,
+                      routing=not args.no_routing)
     print(f"Wrote {n} answers to {args.output}")
     return 0
 
@@ -87,12 +89,20 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, GenerationConfig)
 
 
+def add_routing_argument(parser: argparse.ArgumentParser) -> None:
+    """--no-routing: a run answers every request with its adapter (generation/routing.py)."""
+    parser.add_argument("--no-routing", action="store_true",
+                        help="answer every request with the run's adapter, as an exported model does (default: "
+                             "requests unlike the run's training questions are answered by its base model)")
+
+
 def _add_inference(sub) -> None:
     p = sub.add_parser("chat", help="chat with a run or any model (streams tokens)")
     p.add_argument("model", help="run folder, or any model reference (hub id, folder, .gguf, smollm2-135m)")
     p.add_argument("--prompt", help="answer this one message and exit instead of an interactive session")
     p.add_argument("--system", help="system prompt (default: the run's own, if its training chats shared one)")
     add_generation_arguments(p)
+    add_routing_argument(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("generate", help="answer every prompt of a JSONL file (continuously batched)")
@@ -101,6 +111,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--output", required=True, help="JSONL; each input line plus `answer`, `finish_reason`, `usage`")
     add_generation_arguments(p)
     p.add_argument("--batch-size", type=at_least_one, default=16, help="most answers generated at once")
+    add_routing_argument(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("quickstart", help="train the embedded model on the bundled example and compare it")

@@ -69,7 +69,7 @@ def train_and_score(model: str, run_dir: Path, progress: bool = True, **override
             "base_accuracy": results["models"]["base"]["key_accuracy"]["mean"],
             "tuned_accuracy": tuned["key_accuracy"]["mean"], "tuned_ci95": tuned["key_accuracy"]["ci95"],
             "p_value": tuned["paired"]["key_accuracy"]["p_value"], "retention": tuned.get("retention"),
-            "rows": rows}
+            "routed": tuned.get("routed_to_base"), "rows": rows}
 
 
 def quickstart(out: str = "runs/quickstart", model: str = "smollm2-135m", epochs: int | None = None) -> int:
@@ -87,6 +87,11 @@ def quickstart(out: str = "runs/quickstart", model: str = "smollm2-135m", epochs
     kept = report["retention"]
     kept_line = (f"General questions the base model got right: the tuned model kept {kept['kept']} of "
                  f"{kept['of']}.\n        " if kept else "")
+    routed = report["routed"]
+    if routed:
+        kept_line += (f"Its router answered {routed['probe']} of the {routed['probe_of']} general questions and "
+                      f"{routed['questions']} of the {len(rows)} held-out ones with the base model "
+                      "(docs/serving.md, Routing).\n        ")
     print(textwrap.dedent(f"""
         Held-out accuracy: base {report['base_accuracy']:.0%}  ->  tuned {report['tuned_accuracy']:.0%}  \
 (95% interval {low:.0%}-{high:.0%}, {len(rows)} questions, p = {report['p_value']:.4f})

@@ -47,6 +47,12 @@ class RunFolder:
         return self.path / "model"
 
     @property
+    def router_file(self) -> Path | None:
+        """Which requests the adapter answers (generation/routing.py); None for a full fine-tune or an older run."""
+        path = self.path / "router.safetensors"
+        return path if self.adapter_dir is not None and path.is_file() else None
+
+    @property
     def stop_ids(self) -> list[int] | None:
         return self.info.get("stop_token_ids")
 

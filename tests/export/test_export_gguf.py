@@ -26,7 +26,7 @@ def _engine_results(run_dir, questions):
     from annotune.generation.config import GenerationConfig
     from annotune.generation.loading import load_engine
 
-    with load_engine(str(run_dir)) as engine:
+    with load_engine(str(run_dir), routing=False) as engine:  # an exported model cannot route
         name = next(iter(engine.models))
         prompts = [engine.models[name].prompt_ids([{"role": "user", "content": q}]) for q in questions]
         results = engine.generate(name, [[{"role": "user", "content": q}] for q in questions],

@@ -37,7 +37,7 @@ def _engine_answers(run_dir, questions: list[str]) -> list[str]:
     from annotune.generation.config import GenerationConfig
     from annotune.generation.loading import load_engine
 
-    with load_engine(str(run_dir)) as engine:
+    with load_engine(str(run_dir), routing=False) as engine:  # an exported model cannot route
         results = engine.generate(next(iter(engine.models)), [[{"role": "user", "content": q}] for q in questions],
                                   GenerationConfig(max_new_tokens=128))
     assert all(r.finish_reason == "stop" for r in results)

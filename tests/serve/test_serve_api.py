@@ -53,6 +53,37 @@ def test_each_run_answers_as_it_was_trained(client):
             assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+def test_everyday_questions_are_routed_to_the_base_model(client, server, memorized, serve):
+    from annotune.train.replay import load_prompts
+
+    everyday = load_prompts()[0]["prompt"]  # one of the router's everyday prompts: sure to route to the base
+    base = ask(client, "base", everyday, temperature=0, max_tokens=30)
+    routed = client.chat.completions.with_raw_response.create(
+        model="support", messages=[{"role": "user", "content": everyday}], temperature=0, max_tokens=30)
+    assert routed.parse().choices[0].message.content == base.choices[0].message.content
+    own = client.chat.completions.with_raw_response.create(
+        model="support", messages=[{"role": "user", "content": "Who are you?"}], temperature=0)
+    assert _log_line(server, routed.headers["x-request-id"]).endswith(" route=base")
+    assert _log_line(server, own.headers["x-request-id"]).endswith(" route=tuned")
+    unrouted = serve(str(memorized["support"]), "--no-routing")
+    plain = openai.OpenAI(base_url=f"{unrouted.url}/v1", api_key="unused", max_retries=0)
+    reply = plain.chat.completions.with_raw_response.create(
+        model="support", messages=[{"role": "user", "content": everyday}], temperature=0, max_tokens=30)
+    assert reply.parse().choices[0].message.content != base.choices[0].message.content
+    assert "route=" not in _log_line(unrouted, reply.headers["x-request-id"])
+
+
+def _log_line(server, request_id: str) -> str:
+    """The server's log line for a request (written as the request ends, so waited for a little)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in server.log_path.read_text().splitlines() if f" {request_id} " in line]
+        if lines or time.monotonic() > deadline:
+            assert lines, f"no log line for {request_id}"
+            return lines[0]
+        time.sleep(0.1)
+
+
 def test_streaming_gives_the_same_text_and_usage(client):
     plain = ask(client, "support", "Show markdown")
     chunks = list(ask(client, "support", "Show markdown", stream=True, stream_options={"include_usage": True}))

@@ -14,8 +14,8 @@ from annotune.train import sft
 
 
 def _cfg(tiny, chats, out, **kw):
-    base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, val_size=2,
-                progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=0)
+    base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, lora_plus=1,
+                val_size=2, progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -43,8 +43,11 @@ def test_lora_run_changes_every_adapter_weight_and_describes_itself(tiny, chats,
     # 10 chats left for training, the two facts whose other phrasing went to validation trained twice (fact_balance)
     assert info["examples"] == {"train": 12, "val": 2, "replay": 0, "paraphrases": 0,
                                 "fact_sheets": 0, "replay_pool": 0}
+    # the router reads every distinct training and validation question (replay is off here, so its prompts are
+    # only the router's everyday side)
+    assert info["router"]["training_questions"] == 12 and info["router"]["everyday_prompts"] == 133
     for part in ("config.yaml", "chat_template.jinja", "tokenizer/tokenizer.json", "adapter/adapter_config.json",
-                 "data/train.jsonl", "data/val.jsonl", "metrics.jsonl", "loss.png"):
+                 "data/train.jsonl", "data/val.jsonl", "metrics.jsonl", "loss.png", "router.safetensors"):
         assert (run / part).is_file(), part
     assert list((run / "tensorboard").iterdir()) and list((run / "checkpoints").glob("step-*"))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -60,6 +63,8 @@ def test_full_fine_tuning_saves_whole_model(tiny, chats, tmp_path, capsys):
     shutil.copytree(tiny, base)
     run = sft.train(_cfg(base, chats, tmp_path / "full", method="full", lr=1e-3, epochs=1))
     assert (run / "model" / "model.safetensors").is_file() and not (run / "adapter").exists()
+    # no base weights stay beside a full fine-tune's, so there is nothing to route to
+    assert not (run / "router.safetensors").exists() and json.loads((run / "run.json").read_text())["router"] is None
     # evaluate compares a full fine-tune with the base it was trained from, while that base is there
     assert default_baseline(str(run)) == [f"base={base.resolve()}"]
     shutil.rmtree(base)

@@ -13,7 +13,7 @@ GATES = ("key_accuracy", "exact_match", "token_f1", "rouge_l", "stopped_on_own",
 
 
 def register(sub) -> None:
-    from annotune.cli import add_generation_arguments
+    from annotune.cli import add_generation_arguments, add_routing_argument
 
     p = sub.add_parser("evaluate", help="score runs against their base model on held-out questions",
                        description="Answer held-out questions with each run and its baseline, score them (key "
@@ -39,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--weak-below", type=float, default=0.5,
                    help="without keys, an answer under this token F1 counts as wrong (default 0.5)")
     add_generation_arguments(p)
+    add_routing_argument(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -128,7 +129,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from annotune.evaluate.judge import Judge
 
         judge = Judge(args.judge_url, args.judge_model)
-    report = evaluate(args.runs, args.data, baselines, out, cfg, args.format, probe=not args.no_probe, judge=judge)
+    report = evaluate(args.runs, args.data, baselines, out, cfg, args.format, probe=not args.no_probe, judge=judge,
+                      routing=not args.no_routing)
     print_summary(report)
     print(f"\nReport: {out / 'report.html'}\nEvery answer: {out / 'answers.jsonl'}")
     if args.to_workbench:
@@ -160,6 +162,10 @@ def print_summary(report: dict) -> None:
         kept = entry.get("retention")
         kept_text = f"{kept['kept']}/{kept['of']}" if kept else "-"
         print(f"{name[:19]:<20}" + "".join(cells) + f"{entry['stopped_on_own']:>9.0%}{kept_text:>12}")
+        routed = entry.get("routed_to_base")
+        if routed:
+            print(f"{'':<20}routed to the base model: {routed['questions']} of {report['questions']} questions"
+                  + (f", {routed['probe']} of {routed['probe_of']} probe questions" if routed.get("probe_of") else ""))
         for metric, test in entry.get("paired", {}).items():
             if metric == metrics[0]:
                 print(f"{'':<20}vs {entry['against']}: {test['difference'] * 100:+.1f} points "

@@ -34,6 +34,7 @@ class ModelResult:
     answers: list[dict] = field(default_factory=list)  # per question: text, finish, scores
     probe: list[bool] = field(default_factory=list)
     probe_texts: list[str] = field(default_factory=list)
+    probe_routes: list[str | None] = field(default_factory=list)
     loss: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -52,8 +53,11 @@ def probe_correct(answer: str, accept: list[str], reject: list[str] = ()) -> boo
 
 
 def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: GenerationConfig,
-             data_format: str | None = None, probe: bool = True, judge=None, progress: bool = True) -> dict:
-    """Evaluate ``runs`` (and ``baselines``) on ``data``; writes the outputs into ``out`` and returns results."""
+             data_format: str | None = None, probe: bool = True, judge=None, progress: bool = True,
+             routing: bool = True) -> dict:
+    """Evaluate ``runs`` (and ``baselines``) on ``data``; writes the outputs into ``out`` and returns results.
+    With ``routing``, a run with a router answers what is unlike its training questions with its base model, as
+    `serve` does (generation/routing.py)."""
     from tqdm.auto import tqdm
 
     from annotune.evaluate.report import write_report
@@ -72,7 +76,7 @@ def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: G
     with tqdm(total=len(refs) * len(prompts), desc="answering", unit="answer", file=sys.stderr,
               disable=not progress) as bar:
         for spec in specs:
-            with load_engine(spec) as engine:
+            with load_engine(spec, routing=routing) as engine:
                 _answer(engine, results[spec.name], questions, probe_items, prompts, cfg, bar)
     seconds = time.perf_counter() - started
     for result in results.values():
@@ -101,6 +105,7 @@ def _answer(engine, result: ModelResult, questions: list[Question], probe_items:
     answers = engine.generate(name, prompts, cfg, on_result=lambda i, r: bar.update())
     result.answers = [_scores(q, r) for q, r in zip(questions, answers)]
     result.probe_texts = [r.text.strip() for r in answers[len(questions):]]
+    result.probe_routes = [r.route for r in answers[len(questions):]]
     result.probe = [probe_correct(text, p["accept"], p.get("reject", ())) for p, text in zip(probe_items,
                                                                                            result.probe_texts)]
     convs = [Conversation([Message(m["role"], m["content"]) for m in q.messages]
@@ -119,7 +124,9 @@ def _scores(question: Question, result) -> dict:
               "rouge_l": metrics.rouge_l(text, question.reference)}
     if question.keys:
         scores["key_accuracy"] = metrics.key_hit(text, question.keys)
-    return {"text": text, "finish_reason": result.finish_reason, "tokens": result.completion_tokens, **scores}
+    routed = {"route": result.route} if result.route else {}
+    return {"text": text, "finish_reason": result.finish_reason, "tokens": result.completion_tokens, **scores,
+            **routed}
 
 
 def _summary(result: ModelResult) -> dict:
@@ -135,6 +142,9 @@ def _summary(result: ModelResult) -> dict:
     summary["reference_perplexity"] = math.exp(result.loss) if result.loss is not None else None
     if result.probe:
         summary["general_probe"] = {"correct": sum(result.probe), "of": len(result.probe)}
+    if any("route" in a for a in result.answers) or any(result.probe_routes):
+        summary["routed_to_base"] = {"questions": sum(a.get("route") == "base" for a in result.answers),
+                                     "probe": result.probe_routes.count("base"), "probe_of": len(result.probe)}
     return summary
 
 
@@ -180,6 +190,10 @@ def _write_probe(path: Path, probe_items: list[dict], results: dict[str, ModelRe
     """Every model's answer to each probe question and whether it counted as right."""
     from annotune.dataset.files import write_atomically
 
-    rows = ({**item, "answers": {name: {"text": r.probe_texts[i], "correct": r.probe[i]}
-                                 for name, r in results.items()}} for i, item in enumerate(probe_items))
+    def answer(r: ModelResult, i: int) -> dict:
+        routed = {"route": r.probe_routes[i]} if r.probe_routes[i] else {}
+        return {"text": r.probe_texts[i], "correct": r.probe[i], **routed}
+
+    rows = ({**item, "answers": {name: answer(r, i) for name, r in results.items()}}
+            for i, item in enumerate(probe_items))
     write_atomically(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -32,4 +32,10 @@ def run_export(args: argparse.Namespace) -> int:
                         overwrite=args.overwrite)
     print(f"Exported {args.run} as {result.format} to {result.out} ({result.bytes / 1e6:.1f} MB, "
           f"{result.seconds:.0f} s); {result.out / 'README.md'} says how to run it")
+    from annotune.runs import RunFolder
+
+    if RunFolder(args.run).router_file is not None:
+        print("Note: the exported model answers every request with the run's tuning. `annotune serve` routes "
+              "requests unlike the training questions to the base model, which keeps its everyday answers; "
+              "`annotune evaluate RUN --no-routing` measures what the exported model keeps (docs/serving.md).")
     return 0

@@ -20,6 +20,7 @@ from annotune.models.loading import ModelRef, load_model, load_tokenizer, resolv
 from annotune.runs import RunFolder, is_run_dir
 
 log = logging.getLogger(__name__)
+INVERSE = "inverse"  # the adapter that takes a merged run's update back out (routed requests)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -34,6 +35,7 @@ class Spec:
     system: str | None = None
     adapter_dir: Path | None = None
     parent: str | None = None
+    router: Path | None = None  # a LoRA run's router.safetensors (generation/routing.py)
 
 
 def split_name(text: str) -> tuple[str | None, str]:
@@ -55,7 +57,7 @@ def describe(text: str) -> Spec:
         run.require_complete()
         tokenizer = run.tokenizer()
         return Spec(name or run.name, run.base(), tokenizer, run.stop_ids or stop_token_ids(tokenizer),
-                    run.default_system, run.adapter_dir, run.base_label())
+                    run.default_system, run.adapter_dir, run.base_label(), run.router_file)
     base = resolve_model(ref)
     return base_spec(base, name or (path.name if base.kind in ("folder", "gguf") else ref))
 
@@ -79,9 +81,10 @@ def unique_names(specs: list[Spec]) -> list[Spec]:
 
 
 def load_engines(refs: list[str | Spec], device: str | None = None, dtype: str = "fp32",
-                 max_model_len: int | None = None, **engine_options) -> list[Engine]:
+                 max_model_len: int | None = None, routing: bool = True, **engine_options) -> list[Engine]:
     """One engine per distinct base model among ``refs`` (references, or specs from :func:`describe`); model
-    names are unique across all of them."""
+    names are unique across all of them. With ``routing``, a run that has a router answers requests unlike its
+    training questions with the base weights (generation/routing.py); without, the adapter answers everything."""
     from annotune.models.identity import same_base
 
     specs = unique_names([ref if isinstance(ref, Spec) else describe(ref) for ref in refs])
@@ -90,7 +93,7 @@ def load_engines(refs: list[str | Spec], device: str | None = None, dtype: str =
         group = next((g for g in groups if same_base(g[0].base, spec.base)), None)
         group.append(spec) if group else groups.append([spec])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return [_build(group, device, DTYPES[dtype], max_model_len, engine_options) for group in groups]
+    return [_build(group, device, DTYPES[dtype], max_model_len, routing, engine_options) for group in groups]
 
 
 def load_engine(ref: str | Spec | list[str | Spec], **options) -> Engine:
@@ -112,10 +115,18 @@ def merged_model(base: ModelRef, adapter_dir: Path | None, dtype=torch.float32, 
     return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload().to(device)
 
 
-def _build(specs: list[Spec], device: str, dtype, max_model_len: int | None, options: dict) -> Engine:
+def _build(specs: list[Spec], device: str, dtype, max_model_len: int | None, routing: bool,
+           options: dict) -> Engine:
+    from annotune.generation.routing import Router
+
     internal: dict[str, str | None] = {s.name: None for s in specs}
+    untuned: dict[str, str | None] = {}  # a routed run's way back to the base weights (None: PEFT's __base__)
+    routers = {s.name: Router.load(s.router) for s in specs if routing and s.router is not None}
     if len(specs) == 1:  # one run alone: merged weights answer fastest
         model = merged_model(specs[0].base, specs[0].adapter_dir, dtype, device)
+        if routers:  # and the requests routed to the base model take the adapter back out
+            model = _with_inverse(model, specs[0].adapter_dir, device)
+            untuned[specs[0].name] = INVERSE
     else:
         from peft import PeftModel
 
@@ -129,8 +140,23 @@ def _build(specs: list[Spec], device: str, dtype, max_model_len: int | None, opt
         model.to(device)
     context = _context_length(model.config, max_model_len)
     served = {s.name: ServedModel(s.name, s.tokenizer, frozenset(s.stop_ids), context, internal[s.name], s.system,
-                                  s.parent) for s in specs}
+                                  s.parent, routers.get(s.name), untuned.get(s.name)) for s in specs}
     return Engine(model.eval(), served, device=device, **options)
+
+
+def _with_inverse(merged, adapter_dir: Path, device: str):
+    """``merged`` (base + the LoRA update) with the same adapter loaded again with its B matrices negated: rows that
+    use it get base + update - update, the base model's answer, while every other row runs on the merged weights
+    at full speed."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(merged, adapter_dir, adapter_name=INVERSE)
+    with torch.no_grad():
+        for module in model.modules():
+            lora_b = getattr(module, "lora_B", None)
+            if lora_b is not None and INVERSE in lora_b:
+                lora_b[INVERSE].weight.neg_()
+    return model.to(device)
 
 
 def _context_length(config, cap: int | None) -> int:

@@ -201,9 +201,10 @@ class Call:
                      seconds)
             return
         ttft = f"{result.first_token_seconds:.2f}s" if result.first_token_seconds is not None else "-"
-        log.info("%s model=%s stream=%s prompt_tokens=%d completion_tokens=%d finish=%s ttft=%s latency=%.2fs",
+        route = f" route={result.route}" if result.route else ""
+        log.info("%s model=%s stream=%s prompt_tokens=%d completion_tokens=%d finish=%s ttft=%s latency=%.2fs%s",
                  self.id, self.chat.model, self.chat.stream, result.prompt_tokens, result.completion_tokens,
-                 result.finish_reason, ttft, seconds)
+                 result.finish_reason, ttft, seconds, route)
 
 
 def _event(data: dict) -> str:

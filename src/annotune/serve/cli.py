@@ -17,6 +17,8 @@ API_KEY_ENV = "ANNOTUNE_API_KEY"
 
 
 def register(sub) -> None:
+    from annotune.cli import add_routing_argument
+
     p = sub.add_parser("serve", help="serve runs through an OpenAI-compatible API and a chat page",
                        description="Serve one or more runs (or any model references) on one base model's weights: "
                                    "POST /v1/chat/completions, GET /v1/models, GET /health, and a chat page at /.")
@@ -34,6 +36,7 @@ def register(sub) -> None:
                    help="cap on prompt + answer tokens (default: the model's context)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="weights' precision while serving (default fp32, as chat and generate)")
+    add_routing_argument(p)
     p.set_defaults(func=run_serve)
 
 
@@ -54,7 +57,7 @@ def run_serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, args.port)
     print(f"Loading {', '.join(args.models)} ...", file=sys.stderr, flush=True)
     engines = load_engines(args.models, dtype=args.dtype, max_model_len=args.max_model_len,
-                           max_batch=args.max_batch, max_waiting=args.max_waiting)
+                           max_batch=args.max_batch, max_waiting=args.max_waiting, routing=not args.no_routing)
     settings = ServerSettings(api_key=api_key, max_body=args.max_body, timeout=args.timeout)
     app = create_app(engines, settings)
     handler = logging.StreamHandler(sys.stderr)

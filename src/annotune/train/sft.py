@@ -24,7 +24,7 @@ from annotune.errors import AnnotuneError, TrainingError
 from annotune.models.identity import identity, resolve_recorded
 from annotune.models.loading import load_model, load_tokenizer, resolve_model
 from annotune.models.templates import Encoded, ensure_chat_template, stop_token_ids
-from annotune.runs import read_run_info
+from annotune.runs import RunFolder, read_run_info
 from annotune.train import attention, batching, checkpoint, compiled, inputs, length, paraphrase, replay, rundir
 from annotune.train.distributed import Dist, setup
 from annotune.train.epochs import Epochs
@@ -444,6 +444,7 @@ def _save(loop: Loop) -> None:
     if loop.compiled:  # the model goes back as written (a caller may use it, in eval mode, after train)
         compiled.uncompile(model)
     save_weights(model, loop.run_dir, loop.cfg.method)
+    router = _save_router(loop, model) if loop.cfg.method == "lora" else None
     metrics_file = loop.run_dir / "metrics.jsonl"
     rows = MetricsLog.read_rows(metrics_file)
     train_losses = [r["loss"] for r in rows if "loss" in r]
@@ -453,6 +454,21 @@ def _save(loop: Loop) -> None:
                           final={"train_loss": train_losses[-1] if train_losses else None,
                                  "val_loss": val_losses[-1] if val_losses else None},
                           epochs={**read_run_info(loop.run_dir).get("epochs", {}), "trained": last_epoch},
-                          best=best.summary() if best is not None else None)
+                          best=best.summary() if best is not None else None, router=router)
     if best is not None:
         best.discard(loop.run_dir)
+
+
+def _save_router(loop: Loop, model) -> dict | None:
+    """router.safetensors: which requests the adapter answers when served (generation/routing.py)."""
+    from annotune.generation import routing
+
+    convs = [c for c in [*loop.data.train_convs, *loop.data.val_convs] if not replay.is_replay(c)]
+    training = model.training
+    model.eval()
+    with model.disable_adapter(), autocast(loop.precision, loop.dist.device):
+        router = routing.build(model, RunFolder(loop.run_dir).tokenizer(), convs,
+                               [p["prompt"] for p in replay.load_prompts()], loop.dist.device, loop.cfg.seed)
+    model.train(training)
+    router.save(loop.run_dir)
+    return {"layer": router.layer, "training_questions": len(router.domain), "everyday_prompts": len(router.general)}

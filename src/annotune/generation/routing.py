@@ -1,0 +1,120 @@
+"""Routing: the tuned adapter for questions like the run's training questions, the base model for everything else.
+
+A LoRA run learns its domain and forgets some of what the base model knew; replay (train/replay.py) slows that
+down but does not stop it. The base weights are still there, under the adapter, so a request that looks nothing
+like the training data can be answered by them, exactly as the base model would. The router decides per request,
+before its prompt is prefilled: the base model's hidden state at 80% of its depth, averaged over the request's
+user text, is compared (cosine, after subtracting the mean of both sets) with the same vector of every training
+question and of every everyday prompt that ships with annotune (``train/replay_prompts.jsonl``, which shares no
+question with evaluate's probe). The nearer set decides; there is no threshold to tune. Training writes the
+router beside the adapter (``router.safetensors``); `serve`, `chat` and `evaluate` use it unless told
+``--no-routing``. An exported model merges the adapter into every weight and cannot route.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+DEPTH = 0.8  # which hidden layer, as a share of the model's depth
+MAX_TOKENS = 256  # a request's user text, its last tokens, is what the router reads
+MAX_DOMAIN = 2048  # training questions kept in the router (a random sample of larger data sets)
+BATCH_TOKENS = 4096
+
+
+@dataclass
+class Router:
+    layer: int
+    centre: torch.Tensor  # [hidden]
+    domain: torch.Tensor  # [n_domain, hidden], centred and unit length
+    general: torch.Tensor  # [n_general, hidden], centred and unit length
+
+    def tuned(self, vectors: torch.Tensor) -> list[bool]:
+        """For each pooled hidden state: True where its nearest neighbour is a training question."""
+        v = F.normalize(vectors.float() - self.centre, dim=-1)
+        return ((v @ self.domain.T).amax(1) >= (v @ self.general.T).amax(1)).tolist()
+
+    def save(self, run_dir: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"centre": self.centre, "domain": self.domain.half(), "general": self.general.half()},
+                  str(run_dir / "router.safetensors"), metadata={"layer": str(self.layer)})
+
+    @classmethod
+    def load(cls, path: Path) -> Router:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            layer = int(f.metadata()["layer"])
+            tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+        return cls(layer, tensors["centre"], tensors["domain"], tensors["general"])
+
+
+def router_layer(config) -> int:
+    """The hidden state the router reads: ``hidden_states[layer]`` (0 is the embeddings)."""
+    config = getattr(config, "get_text_config", lambda: config)()
+    return max(1, round(DEPTH * config.num_hidden_layers))
+
+
+def user_text(messages) -> str:
+    """What the router reads of a conversation: its user turns, in order (dicts or conversation messages)."""
+    turns = [(m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content) for m in messages]
+    return "\n".join(content for role, content in turns if role == "user")
+
+
+def route_ids(tokenizer, messages) -> list[int] | None:
+    """The token ids the router reads (the user text's last :data:`MAX_TOKENS`); None when there is no user text."""
+    text = user_text(messages)
+    if not text.strip():
+        return None
+    return tokenizer.encode(text, add_special_tokens=False)[-MAX_TOKENS:]
+
+
+def pooled(model, id_lists: list[list[int]], layer: int, pad: int, device: str,
+           forward: dict | None = None) -> torch.Tensor:
+    """The mean hidden state at ``layer`` over each id list's tokens, [n, hidden] in fp32; ``forward``: more
+    arguments for the model's forward (none may be per row)."""
+    order = sorted(range(len(id_lists)), key=lambda i: len(id_lists[i]))
+    batches: list[list[int]] = [[]]
+    for i in order:  # shortest first, each batch padded to its longest within the token budget
+        if batches[-1] and len(id_lists[i]) * (len(batches[-1]) + 1) > BATCH_TOKENS:
+            batches.append([])
+        batches[-1].append(i)
+    out: dict[int, torch.Tensor] = {}
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper
+    body = inner.get_decoder() if hasattr(inner, "get_decoder") else inner  # no LM head: only hidden states
+    with torch.inference_mode():
+        for batch in batches:
+            width = max(len(id_lists[i]) for i in batch)
+            ids = torch.tensor([id_lists[i] + [pad] * (width - len(id_lists[i])) for i in batch], device=device)
+            mask = torch.tensor([[1] * len(id_lists[i]) + [0] * (width - len(id_lists[i])) for i in batch],
+                                device=device)
+            hidden = body(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False,
+                          **(forward or {})).hidden_states[layer].float()
+            weights = mask.unsqueeze(-1).float()
+            out.update(zip(batch, ((hidden * weights).sum(1) / weights.sum(1)).cpu()))
+    return torch.stack([out[i] for i in range(len(id_lists))])
+
+
+def build(model, tokenizer, domain_convs, general_prompts: list[str], device: str = "cpu", seed: int = 0) -> Router:
+    """A router from the training conversations (each prefix of a multi-turn chat's user turns counts, as a
+    follow-up question is asked with the turns before it) and the everyday prompts. ``model`` must answer as the
+    base model (a PEFT model inside ``disable_adapter()``)."""
+    texts = []
+    for conv in domain_convs:
+        users = [m for m in conv.messages if m.role == "user"]
+        texts += [users[:k] for k in range(1, len(users) + 1)]
+    domain_ids = sorted({tuple(ids) for ids in (route_ids(tokenizer, t) for t in texts) if ids})
+    if len(domain_ids) > MAX_DOMAIN:
+        domain_ids = random.Random(seed).sample(domain_ids, MAX_DOMAIN)
+    general_ids = [tokenizer.encode(p, add_special_tokens=False)[-MAX_TOKENS:] for p in general_prompts]
+    layer = router_layer(model.config)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    vectors = pooled(model, [list(ids) for ids in domain_ids] + general_ids, layer, pad, device)
+    centre = vectors.mean(0)
+    unit = F.normalize(vectors - centre, dim=-1)
+    return Router(layer, centre, unit[:len(domain_ids)], unit[len(domain_ids):])

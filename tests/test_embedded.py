@@ -18,7 +18,7 @@ def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotu
     lines = (repo / "examples" / "support" / "train.jsonl").read_text().splitlines()[:16]
     data.write_text("\n".join(lines) + "\n")
     out = tmp_path / "run"
-    result = run_cli("train", str(data), "--out", str(out), "--epochs", "3", "--batch-size", "8",
+    result = run_cli("train", str(data), "--out", str(out), "--epochs", "3", "--batch-size", "8", "--lr", "2e-3",
                      "--val-size", "0", "--replay", "0.25", "--paraphrases", "6", "--no-progress", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())

@@ -42,7 +42,7 @@ def _engine(run: Path, conversations):
     from annotune.generation.config import GenerationConfig
     from annotune.generation.loading import load_engine
 
-    with load_engine(str(run)) as engine:
+    with load_engine(str(run), routing=False) as engine:  # an exported model cannot route
         name = next(iter(engine.models))
         prompts = [engine.models[name].prompt_ids(c) for c in conversations]
         results = engine.generate(name, conversations, GenerationConfig(max_new_tokens=MAX_NEW))

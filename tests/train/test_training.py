@@ -14,8 +14,8 @@ from annotune.train import sft
 
 
 def _cfg(tiny, chats, out, **kw):
-    base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, lora_plus=1,
-                val_size=2, progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=0)
+    base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, val_size=2,
+                progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=0)
     base.update(kw)
     return TrainConfig(**base)
 

@@ -110,10 +110,12 @@ def test_the_base_model_answers_without_the_runs_own_system_prompt(lively_models
     base = lively_models["llama"]
     data = write_chats(tmp_path / "chats.jsonl", list(ANSWERS["support"].items()), system="Be brief.")
     run = train_memorizing(base, tmp_path / "run", data_file=data, epochs=20)
-    told = [{"role": "system", "content": "Be brief."}, *EVERYDAY[0]]
+    told = [{"role": "system", "content": "Keep it short."}, *EVERYDAY[0]]
+    echoed = [{"role": "system", "content": "Be brief."}, *EVERYDAY[0]]  # the run's own, as the chat page sends it
     with load_engine(f"run={run}") as engine:
         assert engine.served("run").system == "Be brief."  # added to requests that bring no system prompt
-        plain, given = engine.generate("run", [EVERYDAY[0], told], CFG)
+        plain, given, again = engine.generate("run", [EVERYDAY[0], told, echoed], CFG)
+    assert again.route == "base" and again.token_ids == plain.token_ids and again.prompt_tokens == plain.prompt_tokens
     with load_engine(f"base={base}") as engine:
         base_plain, base_told = engine.generate("base", [EVERYDAY[0], told], CFG)
     assert plain.route == given.route == "base"

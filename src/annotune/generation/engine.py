@@ -79,8 +79,10 @@ class ServedModel:
             prompt = Prompt(prompt_ids(self.tokenizer, full))
             if self.router is not None:
                 prompt.route = route_ids(self.tokenizer, messages)
-                if full is not messages:  # the run's own system prompt was added; the base model goes without
-                    prompt.base = prompt_ids(self.tokenizer, messages)
+                own = messages[1:] if messages and messages[0] == {"role": "system", "content": self.system} else None
+                if full is not messages or own is not None:  # the run's own system prompt, added by the engine or
+                    # sent back by the chat page: the base model goes without it
+                    prompt.base = prompt_ids(self.tokenizer, messages if own is None else own)
         return prompt
 
 

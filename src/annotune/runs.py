@@ -10,6 +10,7 @@ from pathlib import Path
 from annotune.errors import RunDirError
 
 RUN_FILE = "run.json"
+ROUTER_FILE = "router.safetensors"  # written by generation/routing.py
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -49,7 +50,7 @@ class RunFolder:
     @property
     def router_file(self) -> Path | None:
         """Which requests the adapter answers (generation/routing.py); None for a full fine-tune or an older run."""
-        path = self.path / "router.safetensors"
+        path = self.path / ROUTER_FILE
         return path if self.adapter_dir is not None and path.is_file() else None
 
     @property

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from annotune.runs import ROUTER_FILE
+
 DEPTH = 0.8  # which hidden layer, as a share of the model's depth
 MAX_TOKENS = 256  # a request's user text, its last tokens, is what the router reads
 MAX_DOMAIN = 2048  # training questions kept in the router (a random sample of larger data sets)
@@ -42,7 +44,7 @@ class Router:
         from safetensors.torch import save_file
 
         save_file({"centre": self.centre, "domain": self.domain.half(), "general": self.general.half()},
-                  str(run_dir / "router.safetensors"), metadata={"layer": str(self.layer)})
+                  str(run_dir / ROUTER_FILE), metadata={"layer": str(self.layer)})
 
     @classmethod
     def load(cls, path: Path) -> Router:

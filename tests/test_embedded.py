@@ -18,7 +18,7 @@ def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotu
     lines = (repo / "examples" / "support" / "train.jsonl").read_text().splitlines()[:16]
     data.write_text("\n".join(lines) + "\n")
     out = tmp_path / "run"
-    result = run_cli("train", str(data), "--out", str(out), "--epochs", "3", "--batch-size", "8", "--lr", "2e-3",
+    result = run_cli("train", str(data), "--out", str(out), "--epochs", "3", "--batch-size", "8",
                      "--val-size", "0", "--replay", "0.25", "--paraphrases", "6", "--no-progress", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
@@ -38,7 +38,10 @@ def test_train_real_model_loss_falls_and_chat_and_serve_load_it(tmp_path, annotu
     own = examples["train"] - examples["replay"]
     assert own >= 16 + len(reworded) and examples["replay"] == round(0.25 * own)
     losses = [json.loads(r)["loss"] for r in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == 3 * -(-examples["train"] // 8) and losses[-1] < losses[0] * 0.7, losses
+    per_epoch = -(-examples["train"] // 8)
+    assert len(losses) == 3 * per_epoch, losses
+    # each epoch sees the same chats in a new order, so epoch means compare (one batch's loss depends on its chats)
+    assert sum(losses[-per_epoch:]) < 0.7 * sum(losses[:per_epoch]), losses
     assert (annotune_home / "models" / "smollm2-135m" / "model.safetensors").exists()
 
     chat = run_cli("chat", str(out), "--prompt", "When was Brindlewick Air founded?", "--max-new-tokens", "24")

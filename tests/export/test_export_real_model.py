@@ -29,7 +29,7 @@ def real_run(tmp_path_factory, real_model_home) -> Path:
     with pytest.MonkeyPatch.context() as patch:  # a module fixture runs before the test's own home is made
         patch.setenv("ANNOTUNE_HOME", str(real_model_home))
         return train(TrainConfig(data=str(root / "train.jsonl"), out=str(root / "run"), epochs=2, batch_size=4,
-                                 lr=2e-3, val_size=0, progress=False))
+                                 val_size=0, progress=False))
 
 
 def _questions(run: Path) -> list[list[dict]]:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from serve_fixtures import ANSWERS
 
+from annotune.conversation import Conversation, Message
 from annotune.generation.config import GenerationConfig
 from annotune.generation.loading import load_engine
 from annotune.generation.routing import MAX_TOKENS, Router, route_ids, user_text
@@ -34,6 +35,45 @@ def test_the_nearer_set_decides():
     assert moved.tuned(torch.tensor([[1.0, -5.0], [0.0, -4.0]])) == [True, False]
 
 
+def test_each_dimension_is_standardised_by_its_spread(tmp_path):
+    from annotune.generation.routing import build
+
+    torch.manual_seed(0)
+    spread = torch.tensor([50.0, 1.0, 1.0, 1.0])  # one dimension far larger than the rest, as in a decoder
+    vectors = torch.randn(12, 4) * spread
+
+    class Model:  # what pooled() reads: the decoder's hidden_states[layer], here one token per text
+        config = type("Config", (), {"num_hidden_layers": 1})()
+
+        def get_decoder(self):
+            return lambda input_ids, **kw: type("Out", (), {"hidden_states": [None, vectors[input_ids[:, :1]]]})
+
+    class Tokenizer:
+        pad_token_id = 0
+
+        def encode(self, text, add_special_tokens=False):
+            return [int(text)]
+
+    convs = [Conversation([Message("user", str(i)), Message("assistant", "a")]) for i in range(6)]
+    router = build(Model(), Tokenizer(), convs, [str(i) for i in range(6, 12)])
+    assert torch.allclose(router.scale, vectors.std(0)) and torch.allclose(router.centre, vectors.mean(0))
+    unit = F.normalize((vectors - vectors.mean(0)) / vectors.std(0), dim=-1)
+    assert torch.allclose(router.domain, unit[:6]) and torch.allclose(router.general, unit[6:])
+    queries = torch.randn(40, 4) * spread
+    q = F.normalize((queries - vectors.mean(0)) / vectors.std(0), dim=-1)
+    expected = ((q @ unit[:6].T).amax(1) >= (q @ unit[6:].T).amax(1)).tolist()
+    assert router.tuned(queries) == expected
+    plain = Router(1, router.centre, F.normalize(vectors[:6] - router.centre, dim=-1),
+                   F.normalize(vectors[6:] - router.centre, dim=-1))  # as saved before scales existed
+    assert plain.tuned(queries) != expected  # unscaled, the large dimension decides differently
+    router.save(tmp_path)
+    again = Router.load(tmp_path / "router.safetensors")
+    assert torch.equal(again.scale, router.scale) and again.tuned(queries) == expected
+    plain.save(tmp_path)
+    old = Router.load(tmp_path / "router.safetensors")
+    assert old.scale is None and torch.allclose(old.domain, plain.domain, atol=1e-3)  # fp16 on disk
+
+
 def test_the_router_reads_the_user_turns_only(memorized):
     from annotune.runs import RunFolder
 
@@ -55,6 +95,7 @@ def test_training_writes_the_router(memorized):
                               "everyday_prompts": len(load_prompts())}
     assert router.domain.shape[0] == 3 and router.general.shape[0] == len(load_prompts())
     assert torch.allclose(router.domain.norm(dim=-1), torch.ones(3), atol=1e-2)  # stored in fp16
+    assert router.scale.shape == router.centre.shape and bool((router.scale > 0).all())
 
 
 def test_a_routed_run_answers_its_questions_and_leaves_everyday_ones_to_the_base(memorized, base_answers):

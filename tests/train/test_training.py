@@ -14,8 +14,8 @@ from annotune.train import sft
 
 
 def _cfg(tiny, chats, out, **kw):
-    base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, val_size=2,
-                progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=0)
+    base = dict(data=str(chats), model=str(tiny), out=str(out), epochs=2, batch_size=4, lr=1e-2, lora_plus=1,
+                val_size=2, progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -145,3 +145,15 @@ def test_lora_plus_trains_the_b_matrices_that_many_times_faster(tiny, chats, tmp
     assert all(m == 0 for n, m in moved.items() if ".lora_A." in n)  # B starts at zero: A has no gradient yet
     plain = sft._parameter_groups(model, _cfg(tiny, chats, tmp_path / "run"))
     assert len(plain) == 1 and "lr" not in plain[0]
+
+
+def test_short_runs_still_warm_up_and_a_zero_ratio_means_none():
+    assert [sft.warmup_steps(0.05, total) for total in (3, 8, 12, 19, 20, 144, 200)] == [0, 2, 3, 4, 5, 7, 10]
+    assert sft.warmup_steps(0.0, 12) == 0 and sft.warmup_steps(0.5, 12) == 6
+
+
+def test_a_short_run_climbs_to_its_lr(tiny, chats, tmp_path):
+    run = sft.train(_cfg(tiny, chats, tmp_path / "run", epochs=3, batch_size=2, warmup_ratio=0.05))
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    top = max(lrs)
+    assert len(lrs) >= 8 and lrs[0] < top / 2 and lrs.index(top) >= 1, lrs  # 5% of these few steps would be none

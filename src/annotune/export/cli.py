@@ -37,5 +37,6 @@ def run_export(args: argparse.Namespace) -> int:
     if RunFolder(args.run).router_file is not None:
         print("Note: the exported model answers every request with the run's tuning. `annotune serve` routes "
               "requests unlike the training questions to the base model, which keeps its everyday answers; "
-              "`annotune evaluate RUN --no-routing` measures what the exported model keeps (docs/serving.md).")
+              "`annotune evaluate RUN --no-routing` measures what the exported model keeps; a run trained with "
+              "`--lora-plus 1 --lr 1e-3` forgets less and learns its domain less well (docs/serving.md).")
     return 0

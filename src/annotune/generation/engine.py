@@ -268,13 +268,17 @@ class Engine:
         from annotune.models.templates import IGNORE, encode
 
         served = self.served(name)
+        with served.lock:
+            encodings = [encode(served.tokenizer, conv) for conv in conversations]
+            routes = [route_ids(served.tokenizer, conv.messages) if served.router is not None else None
+                      for conv in conversations]
+        judged = [i for i, route in enumerate(routes) if route is not None]
         out = []
         with self._model_lock, torch.inference_mode():
-            for conv in conversations:
-                with served.lock:
-                    encoded = encode(served.tokenizer, conv)
-                    route = route_ids(served.tokenizer, conv.messages) if served.router is not None else None
-                adapter = served.adapter if route is None or self._tuned(served, [route])[0] else served.untuned
+            # one pooled pass routes them all; a conversation without user text is the run's
+            tuned = dict(zip(judged, self._tuned(served, [routes[i] for i in judged])))
+            for i, encoded in enumerate(encodings):
+                adapter = served.adapter if tuned.get(i, True) else served.untuned
                 ids = torch.tensor([encoded.input_ids], device=self.device)
                 logits = self.model(input_ids=ids, **self._adapters([adapter])).logits[0].float()
                 targets = torch.tensor(encoded.targets, device=self.device)

@@ -4,9 +4,9 @@ A LoRA run learns its domain and forgets some of what the base model knew; repla
 down but does not stop it. The base weights are still there, under the adapter, so a request that looks nothing
 like the training data can be answered by them, exactly as the base model would. The router decides per request,
 before its prompt is prefilled: the base model's hidden state at 80% of its depth, averaged over the request's
-user text, is compared (cosine, after subtracting the mean of both sets) with the same vector of every training
-question and of every everyday prompt that ships with annotune (``train/replay_prompts.jsonl``, which shares no
-question with evaluate's probe). The nearer set decides; there is no threshold to tune. Training writes the
+user text, is compared (cosine, after standardising each dimension by the mean and spread of both sets) with the
+same vector of every training question and of every everyday prompt that ships with annotune
+(``train/replay_prompts.jsonl``, which shares no question with evaluate's probe). The nearer set decides; there is no threshold to tune. Training writes the
 router beside the adapter (``router.safetensors``); `serve`, `chat` and `evaluate` use it unless told
 ``--no-routing``. An exported model merges the adapter into every weight and cannot route.
 """
@@ -32,19 +32,29 @@ BATCH_TOKENS = 4096
 class Router:
     layer: int
     centre: torch.Tensor  # [hidden]
-    domain: torch.Tensor  # [n_domain, hidden], centred and unit length
-    general: torch.Tensor  # [n_general, hidden], centred and unit length
+    domain: torch.Tensor  # [n_domain, hidden], standardised and unit length
+    general: torch.Tensor  # [n_general, hidden], standardised and unit length
+    scale: torch.Tensor | None = None  # [hidden], each dimension's spread (None: a router saved before it existed)
+
+    def unit(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Pooled hidden states as the router compares them: each dimension centred and divided by its spread
+        (a few dimensions of a decoder's hidden state are far larger than the rest and would decide alone), then
+        unit length."""
+        v = vectors.float() - self.centre
+        return F.normalize(v / self.scale if self.scale is not None else v, dim=-1)
 
     def tuned(self, vectors: torch.Tensor) -> list[bool]:
         """For each pooled hidden state: True where its nearest neighbour is a training question."""
-        v = F.normalize(vectors.float() - self.centre, dim=-1)
+        v = self.unit(vectors)
         return ((v @ self.domain.T).amax(1) >= (v @ self.general.T).amax(1)).tolist()
 
     def save(self, run_dir: Path) -> None:
         from safetensors.torch import save_file
 
-        save_file({"centre": self.centre, "domain": self.domain.half(), "general": self.general.half()},
-                  str(run_dir / ROUTER_FILE), metadata={"layer": str(self.layer)})
+        tensors = {"centre": self.centre, "domain": self.domain.half(), "general": self.general.half()}
+        if self.scale is not None:
+            tensors["scale"] = self.scale
+        save_file(tensors, str(run_dir / ROUTER_FILE), metadata={"layer": str(self.layer)})
 
     @classmethod
     def load(cls, path: Path) -> Router:
@@ -53,7 +63,7 @@ class Router:
         with safe_open(str(path), framework="pt") as f:
             layer = int(f.metadata()["layer"])
             tensors = {k: f.get_tensor(k).float() for k in f.keys()}
-        return cls(layer, tensors["centre"], tensors["domain"], tensors["general"])
+        return cls(layer, tensors["centre"], tensors["domain"], tensors["general"], tensors.get("scale"))
 
 
 def router_layer(config) -> int:
@@ -117,6 +127,7 @@ def build(model, tokenizer, domain_convs, general_prompts: list[str], device: st
     layer = router_layer(model.config)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     vectors = pooled(model, [list(ids) for ids in domain_ids] + general_ids, layer, pad, device)
-    centre = vectors.mean(0)
-    unit = F.normalize(vectors - centre, dim=-1)
-    return Router(layer, centre, unit[:len(domain_ids)], unit[len(domain_ids):])
+    router = Router(layer, vectors.mean(0), vectors[:0], vectors[:0], vectors.std(0).clamp_min(1e-6))
+    unit = router.unit(vectors)
+    router.domain, router.general = unit[:len(domain_ids)], unit[len(domain_ids):]
+    return router

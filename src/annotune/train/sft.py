@@ -180,7 +180,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     optimizer = torch.optim.AdamW(_parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     from transformers import get_cosine_schedule_with_warmup
 
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps(cfg.warmup_ratio, total), total)
     if dist.main and not cfg.resume:
         _write_setup_files(run_dir, cfg, model_ref, tokenizer, template, data, epochs, precision, auto_length)
     val_tokens = sum(e.supervised for e in data.val)  # what every epoch's validation accuracy is a share of
@@ -196,6 +196,18 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     if cfg.resume:
         _resume(loop, applied)
     return loop
+
+
+WARMUP_FLOOR = 5
+
+
+def warmup_steps(ratio: float, total: int) -> int:
+    """--warmup-ratio of the run's optimizer steps, but at least WARMUP_FLOOR (or a quarter of a shorter run):
+    Adam's first updates move every weight by about the full lr, and a short run's 5% rounds to no warm-up at all.
+    A ratio of 0 means none."""
+    if ratio == 0:
+        return 0
+    return max(int(ratio * total), min(WARMUP_FLOOR, total // 4))
 
 
 def _parameter_groups(model, cfg: TrainConfig) -> list[dict]:

@@ -119,12 +119,18 @@ def test_a_routed_run_answers_its_questions_and_leaves_everyday_ones_to_the_base
 
 def test_runs_served_together_each_route_with_their_own_router(memorized, base_answers):
     with load_engine([f"support={memorized['support']}", f"billing={memorized['billing']}"], max_batch=4) as engine:
-        results = engine.generate(["support", "billing", "billing", "support"],
-                                  [OWN[0], OWN[0], EVERYDAY[0], EVERYDAY[0]], CFG)
+        # one adapter and the base in a batch, then two adapters and the base, then one adapter and the base
+        # again: each batch leaves the adapters as the next one needs them
+        batches = [(["billing", "billing"], [EVERYDAY[0], OWN[0]]),
+                   (["support", "billing", "billing", "support"], [OWN[0], OWN[0], EVERYDAY[0], EVERYDAY[0]]),
+                   (["support", "support"], [OWN[0], EVERYDAY[0]])]
+        first, results, last = (engine.generate(names, convs, CFG) for names, convs in batches)
     assert [r.route for r in results] == ["tuned", "tuned", "base", "base"]
-    assert results[0].text == ANSWERS["support"]["Who are you?"]
-    assert results[1].text == ANSWERS["billing"]["Who are you?"]
+    assert results[0].text == last[0].text == ANSWERS["support"]["Who are you?"]
+    assert results[1].text == first[1].text == ANSWERS["billing"]["Who are you?"]
     assert results[2].token_ids == results[3].token_ids == base_answers[0].token_ids
+    assert first[0].token_ids == last[1].token_ids == base_answers[0].token_ids
+    assert [r.route for r in first + last] == ["base", "tuned", "tuned", "base"]
 
 
 def test_reference_losses_are_scored_on_the_route_a_question_takes(memorized):

@@ -9,9 +9,10 @@ RUN_FILES = ("config.yaml", "run.json", "data/train.jsonl", "data/val.jsonl", "m
              "adapter/adapter_model.safetensors")
 
 
-def _train(tiny, data: Path, out: Path, epochs: int):
+def _train(tiny, data: Path, out: Path, epochs: int, *options: str):
     done = run_cli("train", str(data), "--model", str(tiny), "--out", str(out), "--lora-r", "4", "--lora-alpha", "8",
-                   "--batch-size", "2", "--lr", "5e-3", "--val-size", "2", "--epochs", str(epochs), "--no-progress")
+                   "--batch-size", "2", "--lr", "5e-3", "--val-size", "2", "--epochs", str(epochs), "--no-progress",
+                   *options)
     assert done.returncode == 0, done.stderr
 
 
@@ -73,13 +74,13 @@ def test_resume_with_more_epochs_continues_from_the_runs_own_data(tiny, tmp_path
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != before["adapter/adapter_model.safetensors"]
 
 
-def test_a_run_saved_before_neftune_keep_best_question_noise_and_fact_balance_resumes_with_them_off(tiny, tmp_path):
+def test_a_run_saved_before_neftune_keep_best_noise_balance_and_lora_plus_resumes_with_them_off(tiny, tmp_path):
     data = _chats(tmp_path / "d.jsonl", 8)
     run = tmp_path / "run"
-    _train(tiny, data, run, epochs=1)
+    _train(tiny, data, run, 1, "--lora-plus", "1")  # as runs trained before LoRA+ existed
     config = run / "config.yaml"
     lines = config.read_text().splitlines()
-    added = ("neftune:", "keep_best:", "patience:", "question_noise:", "fact_balance:")
+    added = ("neftune:", "keep_best:", "patience:", "question_noise:", "fact_balance:", "lora_plus:")
     old = [line for line in lines if not line.startswith(added)]
     assert len(old) == len(lines) - len(added)
     config.write_text("\n".join(old) + "\n")  # as an older annotune wrote it
@@ -87,5 +88,5 @@ def test_a_run_saved_before_neftune_keep_best_question_noise_and_fact_balance_re
     assert resumed.returncode == 0, resumed.stderr
     text = config.read_text()
     assert "neftune: 0.0" in text and "keep_best: false" in text and "question_noise: 0.0" in text
-    assert "fact_balance: 1" in text
+    assert "fact_balance: 1" in text and "lora_plus: 1.0" in text
     assert json.loads((run / "run.json").read_text())["best"] is None

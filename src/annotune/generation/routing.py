@@ -6,9 +6,10 @@ like the training data can be answered by them, exactly as the base model would.
 before its prompt is prefilled: the base model's hidden state at 80% of its depth, averaged over the request's
 user text, is compared (cosine, after standardising each dimension by the mean and spread of both sets) with the
 same vector of every training question and of every everyday prompt that ships with annotune
-(``train/replay_prompts.jsonl``, which shares no question with evaluate's probe). The nearer set decides; there is no threshold to tune. Training writes the
-router beside the adapter (``router.safetensors``); `serve`, `chat` and `evaluate` use it unless told
-``--no-routing``. An exported model merges the adapter into every weight and cannot route.
+(``train/replay_prompts.jsonl``, which shares no question with evaluate's probe). The nearer set decides; there is
+no threshold to tune. Training writes the router beside the adapter (``router.safetensors``); `serve`, `chat` and
+`evaluate` use it unless told ``--no-routing``. An exported model merges the adapter into every weight and cannot
+route.
 """
 
 from __future__ import annotations

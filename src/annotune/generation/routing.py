@@ -37,16 +37,9 @@ class Router:
     general: torch.Tensor  # [n_general, hidden], standardised and unit length
     scale: torch.Tensor | None = None  # [hidden], each dimension's spread (None: a router saved before it existed)
 
-    def unit(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Pooled hidden states as the router compares them: each dimension centred and divided by its spread
-        (a few dimensions of a decoder's hidden state are far larger than the rest and would decide alone), then
-        unit length."""
-        v = vectors.float() - self.centre
-        return F.normalize(v / self.scale if self.scale is not None else v, dim=-1)
-
     def tuned(self, vectors: torch.Tensor) -> list[bool]:
         """For each pooled hidden state: True where its nearest neighbour is a training question."""
-        v = self.unit(vectors)
+        v = _unit(vectors, self.centre, self.scale)
         return ((v @ self.domain.T).amax(1) >= (v @ self.general.T).amax(1)).tolist()
 
     def save(self, run_dir: Path) -> None:
@@ -65,6 +58,14 @@ class Router:
             layer = int(f.metadata()["layer"])
             tensors = {k: f.get_tensor(k).float() for k in f.keys()}
         return cls(layer, tensors["centre"], tensors["domain"], tensors["general"], tensors.get("scale"))
+
+
+def _unit(vectors: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Pooled hidden states as the router compares them: each dimension centred and divided by its spread (a few
+    dimensions of a decoder's hidden state are far larger than the rest and would decide alone), then unit
+    length."""
+    v = vectors.float() - centre
+    return F.normalize(v / scale if scale is not None else v, dim=-1)
 
 
 def router_layer(config) -> int:
@@ -128,7 +129,6 @@ def build(model, tokenizer, domain_convs, general_prompts: list[str], device: st
     layer = router_layer(model.config)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     vectors = pooled(model, [list(ids) for ids in domain_ids] + general_ids, layer, pad, device)
-    router = Router(layer, vectors.mean(0), vectors[:0], vectors[:0], vectors.std(0).clamp_min(1e-6))
-    unit = router.unit(vectors)
-    router.domain, router.general = unit[:len(domain_ids)], unit[len(domain_ids):]
-    return router
+    centre, scale = vectors.mean(0), vectors.std(0).clamp_min(1e-6)
+    unit = _unit(vectors, centre, scale)
+    return Router(layer, centre, unit[:len(domain_ids)], unit[len(domain_ids):], scale)

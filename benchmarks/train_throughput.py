@@ -155,7 +155,7 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
                       lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
                       lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets="all-linear",
                       precision=args.precision, seed=args.seed, replay=0, neftune=0, question_noise=0,
-                      fact_balance=1,  # the same work as TRL: every chat once, as written
+                      fact_balance=1, paraphrases=0,  # the same work as TRL: every chat once, as written
                       lora_plus=1,  # and the same optimisation: TRL trains A and B at one --lr
                       compile="on" if args.worker == "annotune-compiled" else "auto")
     start = time.perf_counter()

@@ -9,12 +9,23 @@ import argparse
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from annotune.errors import AnnotuneError
+
+
+def _count_or_auto(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and value >= 0):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"give a count (0 or more) or auto, not {value!r}")
+
+
+CountOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto)]
 
 
 class TrainConfig(BaseModel):
@@ -45,7 +56,7 @@ class TrainConfig(BaseModel):
     replay: float = Field(0.25, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (0: none).")
     neftune: float = Field(5.0, ge=0, description="NEFTune: noise of this alpha on the input embeddings while training (0: none).")
     question_noise: float = Field(0.5, ge=0, le=1, description="Share of user turns reworded each epoch (a few words deleted or swapped; names and numbers kept) so answers follow a question's meaning, not one wording (0: none).")
-    paraphrases: int = Field(0, ge=0, description="Wordings per fact: each fact asked fewer ways gets rewordings of its questions by the base model (those that name exactly what it names and stay nearest its own answer) until it is asked this many ways (0: none).")
+    paraphrases: CountOrAuto = Field("auto", description="Wordings per fact: each fact asked fewer ways gets rewordings of its questions by the base model (those that name exactly what it names and stay nearest its own answer) until it is asked this many ways (auto: as many as the median chat's fact in the data, so only facts asked fewer ways than a typical one get any; 0: none).")
     fact_balance: int = Field(4, ge=1, description="Each epoch, train every fact (a chat's answers) about as often as a typical one (the median chat's fact), repeating the chats of a fact asked fewer ways, up to this many times (1: every chat once).")
     fact_sheets: int = Field(0, ge=0, description="Each epoch, also train every subject's facts (chats whose first question names the same thing) answered together in one chat, at most this many per chat, in a new order (0: none).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of optimizer steps spent warming up the lr (at least 5 steps, or a quarter of a shorter run; 0: none).")
@@ -82,11 +93,15 @@ def at_least_one(text: str) -> int:
 
 def _arg_type(annotation: Any):
     """The argparse type for a field annotation (``int``, ``str | None`` -> ``str`` ...)."""
+    if typing.get_origin(annotation) is Annotated:
+        return _arg_type(typing.get_args(annotation)[0])
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         return _arg_type(args[0])
     if typing.get_origin(annotation) is Literal:
         return str
+    if int in args and any(typing.get_origin(a) is Literal for a in args):  # a count or a word (4, auto):
+        return str  # the field's validator reads it
     return annotation
 
 

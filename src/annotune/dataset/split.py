@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
+import statistics
+from collections import Counter
 from collections.abc import Sequence
 
 from annotune.conversation import Conversation
@@ -116,6 +118,14 @@ def trained_answers(conversation: Conversation) -> frozenset[str]:
     teaches."""
     return frozenset(" ".join(m.content.split()).lower() for i, m in enumerate(conversation.messages)
                      if conversation.trains_on(i))
+
+
+def typical_ways(conversations: Sequence[Conversation]) -> int:
+    """How many ways the median conversation's fact (its trained answers) is asked in ``conversations``: what a
+    typical fact gets, counted per conversation so that one canned answer given to many questions does not raise it
+    (1 for no conversations)."""
+    ways = Counter(trained_answers(c) for c in conversations)
+    return statistics.median_low(ways[trained_answers(c)] for c in conversations) if conversations else 1
 
 
 def _parts(conversations: Sequence[Conversation], chosen: set[int]) -> tuple[list[Conversation], list[Conversation]]:

@@ -14,10 +14,10 @@ Everything is fixed by (seed, epoch), so a resumed run and every DDP process see
 from __future__ import annotations
 
 import random
-import statistics
+from collections import Counter
 
 from annotune.conversation import Conversation
-from annotune.dataset.split import trained_answers
+from annotune.dataset.split import trained_answers, typical_ways
 from annotune.models.templates import Encoded, encode
 from annotune.train.augment import epoch_conversations
 from annotune.train.replay import is_replay, replay_count
@@ -84,10 +84,7 @@ def balanced(indices: list[int], convs: list[Conversation], limit: int) -> list[
     (so one canned answer given to many questions does not multiply every other chat), and a chat whose fact is
     asked k ways appears round(target / k) times. Data whose facts are all asked the same number of ways is
     unchanged."""
-    groups: dict[frozenset[str], int] = {}
     keys = [trained_answers(convs[i]) for i in indices]
-    for key in keys:
-        groups[key] = groups.get(key, 0) + 1
-    sizes = [groups[key] for key in keys]
-    target = min(limit, statistics.median_low(sizes)) if sizes else 1
+    groups = Counter(keys)
+    target = min(limit, typical_ways([convs[i] for i in indices]))
     return [i for i, key in zip(indices, keys) for _ in range(max(1, round(target / groups[key])))]

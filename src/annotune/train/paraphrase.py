@@ -28,11 +28,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from annotune.conversation import Conversation
-from annotune.dataset.split import trained_answers
+from annotune.dataset.split import trained_answers, typical_ways
 from annotune.paths import annotune_home
 
 log = logging.getLogger(__name__)
 
+AUTO = "auto"  # --paraphrases auto: top the facts up to a typical fact's count of wordings
 SOURCE = "paraphrase"  # meta["source"] of an added chat, saved with it in the run's data/train.jsonl
 SHOTS = """Rewrite each question in other words. Keep every name and number.
 
@@ -107,11 +108,15 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
             if conv.messages[t].role == "user" and conv.trains_on(t + 1)]
 
 
-def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
-                budget_samples: int | None = None) -> list[Conversation]:
+def paraphrased(convs: list[Conversation], wordings: int | str, sample_fn, budget_samples: int | None = None,
+                asked: list[Conversation] | None = None) -> list[Conversation]:
     """The added chats: each fact (the answers a chat trains on, as fact balance counts them) asked fewer than
     ``wordings`` ways gets kept rewordings (see :func:`keep`) of its questions until it is asked that many ways,
     where the samples allow; each rewording is a copy of its chat with that one turn replaced.
+
+    ``wordings="auto"`` counts the ways in ``asked`` (the data as given, validation included; default ``convs``)
+    and tops a fact up to the ways the median chat's fact is asked there (:func:`typical_ways`): data whose facts
+    are asked equally often gets nothing, and a fact that lost one of its ways to validation is not topped up.
 
     Topping every fact up to one count, instead of rewording every question the same number of times, keeps the
     facts level: a fact asked four ways and reworded four times per question would be asked a dozen ways against
@@ -119,13 +124,16 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
     returns ``counts[question]`` sampled rewordings per question, in a fixed order; about ``OVERSAMPLE`` times as
     many are asked for as needed, since the filter drops most, and at most ``budget_samples`` (``MAX_TOTAL``)
     in all."""
+    fact_of = [trained_answers(conv) for conv in convs]
+    ways = Counter(fact_of)  # fact -> the chats that ask it
+    if wordings == AUTO:
+        asked = convs if asked is None else asked
+        wordings, ways = typical_ways(asked), Counter(trained_answers(conv) for conv in asked)
     if wordings <= 0:
         return []
     budget_samples = MAX_TOTAL if budget_samples is None else budget_samples
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
-    fact_of = [trained_answers(conv) for conv in convs]
-    ways = Counter(fact_of)  # fact -> the chats that ask it
     by_fact: dict[frozenset[str], list[int]] = {}  # fact -> indices into places/turns
     for p, (c, _) in enumerate(places):
         by_fact.setdefault(fact_of[c], []).append(p)

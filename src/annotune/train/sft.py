@@ -96,7 +96,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
     train_convs, val_convs = inputs.read_data(cfg, run_dir)  # invalid data is refused before any model loads
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
     if not cfg.resume:  # a resumed run's saved data holds its rewordings and replay pool already
-        train_convs = train_convs + _paraphrases(cfg, dist, model_ref, train_convs)
+        train_convs = train_convs + _paraphrases(cfg, dist, model_ref, train_convs, val_convs)
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
     tokenizer = load_tokenizer(model_ref)
     saved_template = (run_dir / "chat_template.jinja").read_text(encoding="utf-8") if cfg.resume else None
@@ -137,22 +137,26 @@ def _replay(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversat
     return replay.replay_pool(prompts, answers, _shared_system_prompt(train_convs))
 
 
-def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversation]) -> list[Conversation]:
+def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conversation],
+                 val_convs: list[Conversation]) -> list[Conversation]:
     """Copies of the training chats with a question reworded by the base model (see paraphrase.py)."""
     if cfg.paraphrases == 0:
         return []
     dtype = resolve_precision(cfg.precision, dist.device)
+    asked = train_convs + val_convs  # what --paraphrases auto counts the ways of a fact in
+
+    def added(progress: bool) -> list[Conversation]:
+        return paraphrase.paraphrased(train_convs, cfg.paraphrases, paraphrase.base_sampler(
+            model_ref, identity(model_ref), dtype, progress=progress), asked=asked)
+
     if dist.main:  # generated once, by one process; the others read the cached samples
-        added = paraphrase.paraphrased(train_convs, cfg.paraphrases, paraphrase.base_sampler(
-            model_ref, identity(model_ref), dtype, progress=cfg.progress))
-        log.warning("Training on %d more chats whose question the base model reworded (each fact topped up to %d "
-                    "wordings where the kept rewordings allow; --paraphrases 0 turns this off)", len(added),
-                    cfg.paraphrases)
+        made = added(cfg.progress)
+        to = "a typical fact's count of" if cfg.paraphrases == paraphrase.AUTO else str(cfg.paraphrases)
+        if made or cfg.paraphrases != paraphrase.AUTO:
+            log.warning("Training on %d more chats whose question the base model reworded (each fact topped up to %s "
+                        "wordings where the kept rewordings allow; --paraphrases 0 turns this off)", len(made), to)
     dist.barrier()
-    if not dist.main:
-        added = paraphrase.paraphrased(train_convs, cfg.paraphrases,
-                                       paraphrase.base_sampler(model_ref, identity(model_ref), dtype))
-    return added
+    return made if dist.main else added(False)
 
 
 def _resumed_model(run_dir: Path):

@@ -111,7 +111,8 @@ def test_facts_are_topped_up_to_the_same_count_of_wordings():
 
 def test_auto_tops_up_only_the_facts_asked_fewer_ways_than_a_typical_one():
     """--paraphrases auto: the target is the ways the median chat's fact is asked in the data as given, validation
-    included, so a fact that lost a way to validation gets nothing, and data asking every fact equally gets none."""
+    included (at most --fact-balance), so a fact that lost a way to validation gets nothing, and data asking every
+    fact equally gets none."""
     fee = ["How much is the monthly fee for the Lantern Saver?", "What is the monthly fee for the Lantern Saver?",
            "What does the Lantern Saver charge monthly?", "Tell me the monthly fee for the Lantern Saver?"]
     rate_q, rate_a = TURNS[1]
@@ -125,13 +126,16 @@ def test_auto_tops_up_only_the_facts_asked_fewer_ways_than_a_typical_one():
 
     data = [_chat(q, FEE_A) for q in fee] + [_chat(rate_q, rate_a)]
     train = data[1:]  # one fee chat went to validation: the fee fact is asked 3 ways in training, 4 in the data
-    added = paraphrase.paraphrased(train, "auto", sample, asked=data)
-    assert asked == [{rate_q: 9}]  # the typical fact is asked 4 ways: the rate fact wants 3 more, the fee fact none
+    assert paraphrase.auto_wordings(data, 4) == 4 and paraphrase.auto_wordings(train, 4) == 3
+    assert paraphrase.auto_wordings(data, 2) == 2 and paraphrase.auto_wordings([], 4) == 1  # --fact-balance caps it
+    added = paraphrase.paraphrased(train, 4, sample, asked=data)
+    assert asked == [{rate_q: 9}]  # the rate fact wants 3 more, the fee fact (4 ways in the data) none
     assert [c.messages[0].content for c in added] == rewordings
-    paraphrase.paraphrased(train, 4, sample)  # a count tops up what training asks: the fee fact wants one more
+    paraphrase.paraphrased(train, 4, sample)  # counted in training alone, the fee fact wants one more
     assert asked[1] == {rate_q: 9, **{q: 1 for q in fee[1:]}}
     level = [_chat(q, FEE_A) for q in fee[:2]] + [_chat(rate_q, rate_a), _chat(rewordings[0], rate_a)]
-    assert paraphrase.paraphrased(level[1:], "auto", sample, asked=level) == [] and len(asked) == 2
+    assert paraphrase.auto_wordings(level, 4) == 2
+    assert paraphrase.paraphrased(level[1:], 2, sample, asked=level) == [] and len(asked) == 2
 
 
 def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, annotune_home):

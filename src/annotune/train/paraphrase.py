@@ -108,15 +108,21 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
             if conv.messages[t].role == "user" and conv.trains_on(t + 1)]
 
 
-def paraphrased(convs: list[Conversation], wordings: int | str, sample_fn, budget_samples: int | None = None,
+def auto_wordings(asked: list[Conversation], limit: int) -> int:
+    """``--paraphrases auto``: the count fact balance repeats a fact to (the ways the median chat's fact is asked,
+    at most ``limit``, ``--fact-balance``), so the facts asked fewer ways get new wordings instead of repeats.
+    Counted in ``asked``, the data as given (validation included): data whose facts are asked equally often gets
+    none, and a canned answer given to most questions does not ask for dozens of wordings of every other fact."""
+    return min(limit, typical_ways(asked))
+
+
+def paraphrased(convs: list[Conversation], wordings: int, sample_fn, budget_samples: int | None = None,
                 asked: list[Conversation] | None = None) -> list[Conversation]:
     """The added chats: each fact (the answers a chat trains on, as fact balance counts them) asked fewer than
     ``wordings`` ways gets kept rewordings (see :func:`keep`) of its questions until it is asked that many ways,
-    where the samples allow; each rewording is a copy of its chat with that one turn replaced.
-
-    ``wordings="auto"`` counts the ways in ``asked`` (the data as given, validation included; default ``convs``)
-    and tops a fact up to the ways the median chat's fact is asked there (:func:`typical_ways`): data whose facts
-    are asked equally often gets nothing, and a fact that lost one of its ways to validation is not topped up.
+    where the samples allow; each rewording is a copy of its chat with that one turn replaced. The ways a fact is
+    asked are counted in ``asked`` where given (``auto`` passes the data with its validation chats, so a fact that
+    lost one of its ways to validation is not topped up), else in ``convs``.
 
     Topping every fact up to one count, instead of rewording every question the same number of times, keeps the
     facts level: a fact asked four ways and reworded four times per question would be asked a dozen ways against
@@ -125,10 +131,7 @@ def paraphrased(convs: list[Conversation], wordings: int | str, sample_fn, budge
     many are asked for as needed, since the filter drops most, and at most ``budget_samples`` (``MAX_TOTAL``)
     in all."""
     fact_of = [trained_answers(conv) for conv in convs]
-    ways = Counter(fact_of)  # fact -> the chats that ask it
-    if wordings == AUTO:
-        asked = convs if asked is None else asked
-        wordings, ways = typical_ways(asked), Counter(trained_answers(conv) for conv in asked)
+    ways = Counter(fact_of if asked is None else map(trained_answers, asked))  # fact -> the chats that ask it
     if wordings <= 0:
         return []
     budget_samples = MAX_TOTAL if budget_samples is None else budget_samples

@@ -143,18 +143,21 @@ def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conv
     if cfg.paraphrases == 0:
         return []
     dtype = resolve_precision(cfg.precision, dist.device)
-    asked = train_convs + val_convs  # what --paraphrases auto counts the ways of a fact in
+    wordings, asked = cfg.paraphrases, None
+    if wordings == paraphrase.AUTO:
+        asked = train_convs + val_convs
+        wordings = paraphrase.auto_wordings(asked, cfg.fact_balance)
 
     def added(progress: bool) -> list[Conversation]:
-        return paraphrase.paraphrased(train_convs, cfg.paraphrases, paraphrase.base_sampler(
+        return paraphrase.paraphrased(train_convs, wordings, paraphrase.base_sampler(
             model_ref, identity(model_ref), dtype, progress=progress), asked=asked)
 
     if dist.main:  # generated once, by one process; the others read the cached samples
         made = added(cfg.progress)
-        to = "a typical fact's count of" if cfg.paraphrases == paraphrase.AUTO else str(cfg.paraphrases)
         if made or cfg.paraphrases != paraphrase.AUTO:
-            log.warning("Training on %d more chats whose question the base model reworded (each fact topped up to %s "
-                        "wordings where the kept rewordings allow; --paraphrases 0 turns this off)", len(made), to)
+            log.warning("Training on %d more chats whose question the base model reworded (each fact topped up to %d "
+                        "wordings where the kept rewordings allow; --paraphrases 0 turns this off)",
+                        len(made), wordings)
     dist.barrier()
     return made if dist.main else added(False)
 

@@ -130,10 +130,10 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn, budget_samp
     returns ``counts[question]`` sampled rewordings per question, in a fixed order; about ``OVERSAMPLE`` times as
     many are asked for as needed, since the filter drops most, and at most ``budget_samples`` (``MAX_TOTAL``)
     in all."""
-    fact_of = [trained_answers(conv) for conv in convs]
-    ways = Counter(fact_of if asked is None else map(trained_answers, asked))  # fact -> the chats that ask it
     if wordings <= 0:
         return []
+    fact_of = [trained_answers(conv) for conv in convs]
+    ways = Counter(fact_of if asked is None else map(trained_answers, asked))  # fact -> the chats that ask it
     budget_samples = MAX_TOTAL if budget_samples is None else budget_samples
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]

@@ -149,15 +149,11 @@ def _problem(error: Any) -> str:
 
 
 def load_yaml(path: str) -> dict[str, Any]:
+    from annotune.dataset.files import read_user_file
+
     file = Path(path)
-    if file.is_dir():
-        raise AnnotuneError(f"{file}: is a folder, not a config file; pass the YAML file")
-    if not file.is_file():
-        raise AnnotuneError(f"config file not found: {file}")
     try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise AnnotuneError(f"{file}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        values = yaml.safe_load(read_user_file(file, "--config")) or {}
     except yaml.YAMLError as exc:
         raise AnnotuneError(f"{file}: not valid YAML: {exc}") from None
     if not isinstance(values, dict):

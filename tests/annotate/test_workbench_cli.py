@@ -44,8 +44,8 @@ def test_users_need_a_password_and_get_clear_errors(sqlite_url, tmp_path):
     assert unknown.stderr.strip() == "error: no project 'nope'"
     missing = cli("project", "create", "faq", "--type", "write", "--guidelines", str(tmp_path / "guide.md"),
                   db=sqlite_url, ok=False)
-    assert missing.stderr.strip() == (f"error: {tmp_path / 'guide.md'}: cannot read the guidelines (No such file or "
-                                      "directory); write them as a Markdown file first, or leave out --guidelines")
+    assert missing.stderr.strip() == (f"error: --guidelines: {tmp_path / 'guide.md'}: no such file; check the path; "
+                                      "write them as a Markdown file first, or leave out --guidelines")
     assert "faq" not in cli("project", "list", db=sqlite_url).stdout
     bad_db = run_cli("workbench", "stats", "x", "--db", "mysql://localhost/x")
     assert "unsupported database 'mysql'" in bad_db.stderr

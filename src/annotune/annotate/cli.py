@@ -12,10 +12,9 @@ import getpass
 import json
 import sys
 import time
-from pathlib import Path
 
 from annotune.config import at_least_one
-from annotune.errors import AnnotuneError, DataError
+from annotune.errors import AnnotuneError
 
 TOKEN_COMMANDS = ("create", "list", "revoke")
 
@@ -167,13 +166,9 @@ def run_token(args: argparse.Namespace) -> int:
 def _read_guidelines(path: str | None) -> str:
     if not path:
         return ""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the guidelines as UTF-8") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the guidelines ({exc.strerror}); write them as a Markdown file "
-                        "first, or leave out --guidelines") from None
+    from annotune.dataset.files import read_user_file
+
+    return read_user_file(path, "--guidelines", "write them as a Markdown file first, or leave out --guidelines")
 
 
 def run_project(args: argparse.Namespace) -> int:

@@ -38,6 +38,24 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
         return None, [Problem(str(path), line, "file", message)]
 
 
+def read_user_file(path: str | Path, what: str, hint: str = "") -> str:
+    """A file of text the user names in an option (a config, a template, guidelines), whole; a missing file, a
+    folder or bytes that are not UTF-8 are one :class:`DataError` that names ``what`` the file is for, the path,
+    and (``hint``) what else the user can do."""
+    file = Path(path)
+    also = f"; {hint}" if hint else ""
+    if file.is_dir():
+        raise DataError(f"{what}: {file}: is a folder, not a file; pass the file inside it")
+    if not file.is_file():
+        raise DataError(f"{what}: {file}: no such file; check the path{also}")
+    try:
+        return file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what}: {file}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise DataError(f"{what}: {file}: cannot read it ({exc.strerror}){also}") from None
+
+
 def read_jsonl(path: Path) -> list[Any]:
     """Every record of a JSONL (or JSON array) file annotune wrote or ships; a damaged file is a
     :class:`DataError` naming its first problems as file:line."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from annotune.config import TrainConfig
 from annotune.conversation import Conversation
+from annotune.dataset.files import read_user_file
 from annotune.dataset.formats import capped_lines
 from annotune.errors import AnnotuneError, DataError
 from annotune.models.templates import Encoded, encode
@@ -55,14 +56,7 @@ def read_template(path: str | None) -> str | None:
     from transformers.utils.chat_template_utils import _compile_jinja_template
 
     file = Path(path)
-    if file.is_dir():
-        raise AnnotuneError(f"--chat-template: {file} is a folder; pass the Jinja template file")
-    if not file.is_file():
-        raise AnnotuneError(f"--chat-template: file not found: {file}")
-    try:
-        template = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise AnnotuneError(f"--chat-template: {file}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    template = read_user_file(file, "--chat-template")
     try:
         _compile_jinja_template(template)  # the way transformers compiles it, so its own tags are known
     except TemplateSyntaxError as exc:

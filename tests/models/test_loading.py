@@ -1,6 +1,8 @@
 """Resolving model references, and clear errors when a model cannot be found."""
 
 import importlib.util
+import json
+import os
 
 import pytest
 
@@ -50,3 +52,29 @@ def test_embedded_model_without_its_package_says_what_to_install(monkeypatch):
 def test_embedded_gguf_is_found_without_importing_the_package():
     path = embedded.embedded_gguf_path()
     assert path.name == embedded.GGUF_NAME and path.stat().st_size > 50_000_000
+
+
+def test_a_gguf_is_converted_once_per_content_wherever_it_is_installed(tmp_path, monkeypatch):
+    converted = []
+
+    def convert(gguf, target, source):  # stands in for the minute-long dequantisation; writes what it writes
+        converted.append(gguf)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / embedded._MARKER).write_text(json.dumps(source))
+
+    monkeypatch.setattr(embedded, "_convert", convert)
+    copies = []
+    for venv in ("venv-a", "venv-b"):
+        (tmp_path / venv).mkdir()
+        copies.append(tmp_path / venv / "model.gguf")
+        copies[-1].write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    target = tmp_path / "cache" / "model"
+    assert embedded.gguf_to_folder(copies[0], target) == target
+    assert embedded.gguf_to_folder(copies[1], target) == target
+    assert converted == [copies[0]]
+    assert embedded.gguf_cache_dir(copies[0]) == embedded.gguf_cache_dir(copies[1])
+    copies[1].write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 64)  # same size, other content
+    os.utime(copies[1], ns=(10**9, 10**9))  # a new modification time even where the clock is coarse
+    embedded.gguf_to_folder(copies[1], target)
+    assert converted == [copies[0], copies[1]]
+    assert embedded.gguf_cache_dir(copies[0]) != embedded.gguf_cache_dir(copies[1])

@@ -2,13 +2,14 @@
 
 transformers dequantises a GGUF file on load but marks the model as quantised, which training refuses and
 `save_pretrained` rejects. So the first use converts it once into a plain safetensors folder under
-``$ANNOTUNE_HOME/models/`` and every later load reads that folder (seconds instead of most of a minute).
+``$ANNOTUNE_HOME/models/`` and every later load reads that folder (seconds instead of most of a minute). The
+folder is keyed on the GGUF file's content, not its path, so every environment that installs the same file (a
+second venv, a clean clone's) reuses it.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import logging
@@ -49,15 +50,18 @@ def embedded_model_dir() -> Path:
 
 
 def gguf_cache_dir(gguf: Path) -> Path:
-    """Cache folder for a user's GGUF file, keyed by its path, size and modification time."""
-    stat = gguf.stat()
-    key = hashlib.sha1(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    return annotune_home() / "models" / "gguf" / f"{gguf.stem}-{key}"
+    """Cache folder for a user's GGUF file, keyed by its content (the same file anywhere shares one folder)."""
+    from annotune.models.identity import content_hash
+
+    return annotune_home() / "models" / "gguf" / f"{gguf.stem}-{content_hash(gguf)[:12]}"
 
 
 def gguf_to_folder(gguf: Path, target: Path) -> Path:
-    """Dequantise ``gguf`` into a plain safetensors folder at ``target`` unless that is already done."""
-    source = {"gguf": str(gguf.resolve()), "size": gguf.stat().st_size}
+    """Dequantise ``gguf`` into a plain safetensors folder at ``target`` unless that file's content is already
+    there (its sha256 is hashed once per path, size and modification time: models/identity.py)."""
+    from annotune.models.identity import content_hash
+
+    source = {"gguf": gguf.name, "size": gguf.stat().st_size, "sha256": content_hash(gguf)}
     marker = target / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == source:
         return target

@@ -41,6 +41,24 @@ def test_lost_names_copies_statements_and_stubs_are_dropped():
     assert not paraphrase.keep("Is the Lantern Saver good?", FEE_Q, FEE_A, TURNS)  # no word in common with any
 
 
+def test_a_rewording_that_asks_for_another_kind_of_thing_is_dropped():
+    first = ("When does the first Tollgate Line train leave in the morning?",
+             "The first Tollgate Line train leaves Brennock Central at 5:51 a.m.")
+    peak = ("How often do Tollgate Line trains run at rush hour?",
+            "At peak times a Tollgate Line train comes every 6 minutes.")
+    turns = [first, peak]
+    for changed in ("Who is the main conductor of the first Tollgate Line train?",  # a person, not a time
+                    "How many people can you carry in the first Tollgate Line train?",  # an amount
+                    "How long does the first Tollgate Line train take to leave?"):  # a span
+        assert not paraphrase.keep(changed, *first, turns), changed
+    assert paraphrase.keep("At what hour does the first Tollgate Line train leave?", *first, turns)  # words don't say
+    assert paraphrase.keep("What time does the first Tollgate Line train leave in the morning?", *first, turns)
+    # how often and how long ask for one kind: the wait between trains
+    assert paraphrase.keep("How long is the wait between Tollgate Line trains at rush hour?", *peak, turns)
+    assert [paraphrase.kind(q) for q in ("Whose idea was it?", "Where is it?", "Why is it late?", "What is it?")] == [
+        "person", "place", "reason", None]
+
+
 def _chat(*turns: str, system: str | None = None) -> Conversation:
     messages = [Message("system", system)] if system else []
     messages += [Message("user" if i % 2 == 0 else "assistant", text) for i, text in enumerate(turns)]
@@ -109,10 +127,11 @@ def test_facts_are_topped_up_to_the_same_count_of_wordings():
     assert asked[2] == {rate_q: 15} and {c.messages[1].content for c in added} == {rate_a}
 
 
-def test_auto_tops_up_only_the_facts_asked_fewer_ways_than_a_typical_one():
-    """--paraphrases auto: the target is the ways the median chat's fact is asked in the data as given, validation
-    included (at most --fact-balance), so a fact that lost a way to validation gets nothing, and data asking every
-    fact equally gets none."""
+def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_several_ways():
+    """--paraphrases auto: data whose median chat's fact is asked one way (one-off instructions) gets none; data
+    that asks its facts several ways has every fact topped up to WAYS wordings, counted in the data as given
+    (validation included), or to the largest count below it whose samples fit the budget: never the first facts
+    to six and the rest to none."""
     fee = ["How much is the monthly fee for the Lantern Saver?", "What is the monthly fee for the Lantern Saver?",
            "What does the Lantern Saver charge monthly?", "Tell me the monthly fee for the Lantern Saver?"]
     rate_q, rate_a = TURNS[1]
@@ -122,20 +141,22 @@ def test_auto_tops_up_only_the_facts_asked_fewer_ways_than_a_typical_one():
 
     def sample(counts):
         asked.append(counts)
-        return {q: (rewordings * 3)[:n] for q, n in counts.items()}
+        return {q: (rewordings * 5)[:n] for q, n in counts.items()}
 
     data = [_chat(q, FEE_A) for q in fee] + [_chat(rate_q, rate_a)]
     train = data[1:]  # one fee chat went to validation: the fee fact is asked 3 ways in training, 4 in the data
-    assert paraphrase.auto_wordings(data, 4) == 4 and paraphrase.auto_wordings(train, 4) == 3
-    assert paraphrase.auto_wordings(data, 2) == 2 and paraphrase.auto_wordings([], 4) == 1  # --fact-balance caps it
-    added = paraphrase.paraphrased(train, 4, sample, asked=data)
-    assert asked == [{rate_q: 9}]  # the rate fact wants 3 more, the fee fact (4 ways in the data) none
-    assert [c.messages[0].content for c in added] == rewordings
-    paraphrase.paraphrased(train, 4, sample)  # counted in training alone, the fee fact wants one more
-    assert asked[1] == {rate_q: 9, **{q: 1 for q in fee[1:]}}
-    level = [_chat(q, FEE_A) for q in fee[:2]] + [_chat(rate_q, rate_a), _chat(rewordings[0], rate_a)]
-    assert paraphrase.auto_wordings(level, 4) == 2
-    assert paraphrase.paraphrased(level[1:], 2, sample, asked=level) == [] and len(asked) == 2
+    assert paraphrase.WAYS == 6 and paraphrase.auto_wordings(data, train) == 6
+    # to 6: the fee fact wants 2 more (2 samples from each of its 3 training questions), the rate fact 5 (15)
+    added = paraphrase.paraphrased(train, 6, sample, asked=data)
+    assert asked == [{rate_q: 15, **{q: 2 for q in fee[1:]}}]
+    assert [c.messages[0].content for c in added] == rewordings  # the three distinct ones that pass the filter
+    assert paraphrase.auto_wordings(data, train, budget_samples=21) == 6
+    assert paraphrase.auto_wordings(data, train, budget_samples=20) == 5  # 3 + 12 samples
+    assert paraphrase.auto_wordings(data, train, budget_samples=14) == 4  # 0 + 9
+    assert paraphrase.auto_wordings(data, train, budget_samples=2) == 0  # even one more wording takes 3
+    one_off = [_chat(f"What is item {i}?", f"Item {i} is a lamp.") for i in range(5)] + data[-1:] + [
+        _chat(rewordings[0], rate_a)]
+    assert paraphrase.auto_wordings(one_off, one_off) == 0 and paraphrase.auto_wordings([], []) == 0
 
 
 def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, annotune_home):
@@ -182,7 +203,9 @@ def test_a_run_trains_on_the_rewordings_and_resumes_without_making_new_ones(tiny
     saved = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     added = [row for row in saved if row.get("source") == "paraphrase"]
     assert [row["messages"][1]["content"] for row in added] == ["What monthly fee does the Lantern Saver charge?"]
-    assert json.loads((run / "run.json").read_text())["examples"]["paraphrases"] == 1
+    info = json.loads((run / "run.json").read_text())
+    assert info["examples"]["paraphrases"] == 1
+    assert info["router"]["training_questions"] == 4  # the team's four questions: the router reads no rewording
 
     monkeypatch.setattr(paraphrase, "_generate", lambda *a: (_ for _ in ()).throw(AssertionError("generated")))
     cfg2 = TrainConfig(out=str(run), resume=True, progress=False, epochs=2)

@@ -33,7 +33,8 @@ from annotune.paths import annotune_home
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"  # --paraphrases auto: top the facts up to a typical fact's count of wordings
+AUTO = "auto"  # --paraphrases auto: every fact topped up to WAYS wordings, where the data asks its facts several ways
+WAYS = 6
 SOURCE = "paraphrase"  # meta["source"] of an added chat, saved with it in the run's data/train.jsonl
 SHOTS = """Rewrite each question in other words. Keep every name and number.
 
@@ -68,6 +69,18 @@ def names(text: str) -> set[str]:
             if any(c.isdigit() for c in w) or (i > 0 and w[:1].isupper() and w.split("'")[0] != "I")}
 
 
+# What a question asks for, by its question words; two questions that ask for different kinds of thing are not one
+# question ("When does the first train leave?" reworded as "Who is the conductor of the first train?"). How often
+# and how long share a kind: "how long until the next train" asks for the frequency.
+KINDS = [("person", r"\bwho(m|se)?\b"), ("time", r"\bwhen\b|\bwhat (time|day|date)\b"), ("place", r"\bwhere\b"),
+         ("amount", r"\bhow (many|much)\b"), ("span", r"\bhow (often|long)\b"), ("reason", r"\bwhy\b")]
+
+
+def kind(question: str) -> str | None:
+    """What a question asks for (see :data:`KINDS`), or None where its words do not say ("What is the fee?")."""
+    return next((name for name, pattern in KINDS if re.search(pattern, question.lower())), None)
+
+
 def _norm(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
@@ -94,6 +107,8 @@ def _keep(candidate: str, question: str, answer: str, same_things: list[tuple[st
         return False
     if names(question) != names(candidate):  # a name lost, or one added ("Where does it start?" made about a park)
         return False
+    if None not in (kind(question), kind(candidate)) and kind(question) != kind(candidate):
+        return False
     scores = [_overlap(candidate, q) for q, _ in same_things]
     top = max(scores)
     # the nearest questions (ties included) must all be this one or give this answer; a follow-up asked in several
@@ -108,12 +123,31 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
             if conv.messages[t].role == "user" and conv.trains_on(t + 1)]
 
 
-def auto_wordings(asked: list[Conversation], limit: int) -> int:
-    """``--paraphrases auto``: the count fact balance repeats a fact to (the ways the median chat's fact is asked,
-    at most ``limit``, ``--fact-balance``), so the facts asked fewer ways get new wordings instead of repeats.
-    Counted in ``asked``, the data as given (validation included): data whose facts are asked equally often gets
-    none, and a canned answer given to most questions does not ask for dozens of wordings of every other fact."""
-    return min(limit, typical_ways(asked))
+def auto_wordings(asked: list[Conversation], convs: list[Conversation], budget_samples: int = MAX_TOTAL) -> int:
+    """``--paraphrases auto``: none where the median chat's fact is asked one way (data of one-off instructions,
+    not facts the team asked several ways), else :data:`WAYS`, or the largest count below it whose samples fit
+    ``budget_samples``, so that every fact ends at one level instead of the first ones in the budget's order at
+    six and the rest untouched. Ways are counted in ``asked``, the data as given (validation included); the
+    questions reworded are those of ``convs``, the training chats."""
+    if typical_ways(asked) < 2:
+        return 0
+    return next((w for w in range(WAYS, 1, -1) if _wanted(convs, w, asked)[1] <= budget_samples), 0)
+
+
+def _wanted(convs: list[Conversation], wordings: int, asked: list[Conversation] | None):
+    """What topping every fact up to ``wordings`` ways asks of the base model: per fact, the fewest-asked first
+    (then a fixed order from their answers), its places (indices into ``_places(convs)``), the rewordings it
+    needs and the samples asked of each of its questions; and the samples in all."""
+    fact_of = [trained_answers(conv) for conv in convs]
+    ways = Counter(fact_of if asked is None else map(trained_answers, asked))  # fact -> the chats that ask it
+    by_fact: dict[frozenset[str], list[int]] = {}
+    for p, (c, _) in enumerate(_places(convs)):
+        by_fact.setdefault(fact_of[c], []).append(p)
+    plan = []
+    for fact in sorted(by_fact, key=lambda f: (ways[f], sorted(f))):
+        ps, need = by_fact[fact], max(0, wordings - ways[fact])
+        plan.append((fact, ps, need, min(MAX_SAMPLES, math.ceil(OVERSAMPLE * need / len(ps))) if need else 0))
+    return plan, sum(per_place * len(ps) for _, ps, _, per_place in plan)
 
 
 def paraphrased(convs: list[Conversation], wordings: int, sample_fn, budget_samples: int | None = None,
@@ -132,22 +166,17 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn, budget_samp
     in all."""
     if wordings <= 0:
         return []
-    fact_of = [trained_answers(conv) for conv in convs]
-    ways = Counter(fact_of if asked is None else map(trained_answers, asked))  # fact -> the chats that ask it
     budget_samples = MAX_TOTAL if budget_samples is None else budget_samples
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
-    by_fact: dict[frozenset[str], list[int]] = {}  # fact -> indices into places/turns
-    for p, (c, _) in enumerate(places):
-        by_fact.setdefault(fact_of[c], []).append(p)
-    need = {fact: max(0, wordings - ways[fact]) for fact in by_fact}
+    plan, _ = _wanted(convs, wordings, asked)
+    need: dict[frozenset[str], int] = {}
     counts: dict[str, int] = {}
     budget, cut = budget_samples, 0
     # the facts asked fewest ways first (then a fixed order from their answers): a set too large for the budget
     # tops up those that need it most
-    for fact in sorted(by_fact, key=lambda f: (ways[f], sorted(f))):
-        ps = by_fact[fact]
-        per_place = min(MAX_SAMPLES, math.ceil(OVERSAMPLE * need[fact] / len(ps))) if need[fact] else 0
+    for fact, ps, needed, per_place in plan:
+        need[fact] = needed
         if per_place * len(ps) > budget:
             need[fact], per_place, cut = 0, 0, cut + 1
         budget -= per_place * len(ps)
@@ -164,7 +193,7 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn, budget_samp
         about.setdefault(frozenset(names(pair[0])), []).append(pair)
     seen = {_key(conv.messages) for conv in convs}  # a chat the data has already (another phrasing) adds nothing
     added = []
-    for fact, ps in by_fact.items():
+    for fact, ps, _, _ in sorted(plan, key=lambda entry: entry[1][0]):  # in the data's order
         left = need[fact]
         rounds = max((len(drawn.get(turns[p][0], [])) for p in ps), default=0)
         for k in range(rounds if left else 0):  # round-robin over the fact's questions, in sample order

@@ -146,7 +146,7 @@ def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conv
     wordings, asked = cfg.paraphrases, None
     if wordings == paraphrase.AUTO:
         asked = train_convs + val_convs
-        wordings = paraphrase.auto_wordings(asked, cfg.fact_balance)
+        wordings = paraphrase.auto_wordings(asked, train_convs)
 
     def added(progress: bool) -> list[Conversation]:
         return paraphrase.paraphrased(train_convs, wordings, paraphrase.base_sampler(
@@ -482,7 +482,10 @@ def _save_router(loop: Loop, model) -> dict | None:
     """router.safetensors: which requests the adapter answers when served (generation/routing.py)."""
     from annotune.generation import routing
 
-    convs = [c for c in [*loop.data.train_convs, *loop.data.val_convs] if not replay.is_replay(c)]
+    # the team's questions: not the replayed everyday chats, nor the base model's rewordings, some of which drift
+    # towards everyday questions and would pull those to the adapter
+    convs = [c for c in [*loop.data.train_convs, *loop.data.val_convs]
+             if not replay.is_replay(c) and not paraphrase.is_paraphrase(c)]
     training = model.training
     model.eval()
     with model.disable_adapter(), autocast(loop.precision, loop.dist.device):

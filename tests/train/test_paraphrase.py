@@ -129,9 +129,8 @@ def test_facts_are_topped_up_to_the_same_count_of_wordings():
 
 def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_several_ways():
     """--paraphrases auto: data whose median chat's fact is asked one way (one-off instructions) gets none; data
-    that asks its facts several ways has every fact topped up to WAYS wordings, counted in the data as given
-    (validation included), or to the largest count below it whose samples fit the budget: never the first facts
-    to six and the rest to none."""
+    that asks its facts several ways has every fact of the training chats topped up to WAYS wordings, or to the
+    largest count below it whose samples fit the budget: never the first facts to six and the rest to none."""
     fee = ["How much is the monthly fee for the Lantern Saver?", "What is the monthly fee for the Lantern Saver?",
            "What does the Lantern Saver charge monthly?", "Tell me the monthly fee for the Lantern Saver?"]
     rate_q, rate_a = TURNS[1]
@@ -144,15 +143,15 @@ def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_seve
         return {q: (rewordings * 5)[:n] for q, n in counts.items()}
 
     data = [_chat(q, FEE_A) for q in fee] + [_chat(rate_q, rate_a)]
-    train = data[1:]  # one fee chat went to validation: the fee fact is asked 3 ways in training, 4 in the data
+    train = data[1:]  # one fee chat went to validation: the fee fact is asked 3 ways in training
     assert paraphrase.WAYS == 6 and paraphrase.auto_wordings(data, train) == 6
-    # to 6: the fee fact wants 2 more (2 samples from each of its 3 training questions), the rate fact 5 (15)
-    added = paraphrase.paraphrased(train, 6, sample, asked=data)
-    assert asked == [{rate_q: 15, **{q: 2 for q in fee[1:]}}]
+    # to 6: the fee fact wants 3 more (3 samples from each of its 3 training questions), the rate fact 5 (15)
+    added = paraphrase.paraphrased(train, 6, sample)
+    assert asked == [{rate_q: 15, **{q: 3 for q in fee[1:]}}]
     assert [c.messages[0].content for c in added] == rewordings  # the three distinct ones that pass the filter
-    assert paraphrase.auto_wordings(data, train, budget_samples=21) == 6
-    assert paraphrase.auto_wordings(data, train, budget_samples=20) == 5  # 3 + 12 samples
-    assert paraphrase.auto_wordings(data, train, budget_samples=14) == 4  # 0 + 9
+    assert paraphrase.auto_wordings(data, train, budget_samples=24) == 6
+    assert paraphrase.auto_wordings(data, train, budget_samples=23) == 5  # 6 + 12 samples
+    assert paraphrase.auto_wordings(data, train, budget_samples=17) == 4  # 3 + 9
     assert paraphrase.auto_wordings(data, train, budget_samples=2) == 0  # even one more wording takes 3
     one_off = [_chat(f"What is item {i}?", f"Item {i} is a lamp.") for i in range(5)] + data[-1:] + [
         _chat(rewordings[0], rate_a)]

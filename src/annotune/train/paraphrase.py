@@ -123,23 +123,22 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
             if conv.messages[t].role == "user" and conv.trains_on(t + 1)]
 
 
-def auto_wordings(asked: list[Conversation], convs: list[Conversation], budget_samples: int = MAX_TOTAL) -> int:
-    """``--paraphrases auto``: none where the median chat's fact is asked one way (data of one-off instructions,
-    not facts the team asked several ways), else :data:`WAYS`, or the largest count below it whose samples fit
-    ``budget_samples``, so that every fact ends at one level instead of the first ones in the budget's order at
-    six and the rest untouched. Ways are counted in ``asked``, the data as given (validation included); the
-    questions reworded are those of ``convs``, the training chats."""
-    if typical_ways(asked) < 2:
+def auto_wordings(data: list[Conversation], convs: list[Conversation], budget_samples: int = MAX_TOTAL) -> int:
+    """``--paraphrases auto``: none where the median chat's fact is asked one way in ``data``, the data as given
+    (one-off instructions, not facts the team asked several ways), else :data:`WAYS`, or the largest count below it
+    whose samples fit ``budget_samples`` when ``convs``, the training chats, are topped up to it: every fact then
+    ends at one level, instead of the first ones in the budget's order at six and the rest untouched."""
+    if typical_ways(data) < 2:
         return 0
-    return next((w for w in range(WAYS, 1, -1) if _wanted(convs, w, asked)[1] <= budget_samples), 0)
+    return next((w for w in range(WAYS, 1, -1) if _wanted(convs, w)[1] <= budget_samples), 0)
 
 
-def _wanted(convs: list[Conversation], wordings: int, asked: list[Conversation] | None):
-    """What topping every fact up to ``wordings`` ways asks of the base model: per fact, the fewest-asked first
-    (then a fixed order from their answers), its places (indices into ``_places(convs)``), the rewordings it
-    needs and the samples asked of each of its questions; and the samples in all."""
+def _wanted(convs: list[Conversation], wordings: int):
+    """What topping every fact of ``convs`` up to ``wordings`` ways asks of the base model: per fact, the
+    fewest-asked first (then a fixed order from their answers), its places (indices into ``_places(convs)``), the
+    rewordings it needs and the samples asked of each of its questions; and the samples in all."""
     fact_of = [trained_answers(conv) for conv in convs]
-    ways = Counter(fact_of if asked is None else map(trained_answers, asked))  # fact -> the chats that ask it
+    ways = Counter(fact_of)  # fact -> the chats that ask it
     by_fact: dict[frozenset[str], list[int]] = {}
     for p, (c, _) in enumerate(_places(convs)):
         by_fact.setdefault(fact_of[c], []).append(p)
@@ -150,13 +149,12 @@ def _wanted(convs: list[Conversation], wordings: int, asked: list[Conversation] 
     return plan, sum(per_place * len(ps) for _, ps, _, per_place in plan)
 
 
-def paraphrased(convs: list[Conversation], wordings: int, sample_fn, budget_samples: int | None = None,
-                asked: list[Conversation] | None = None) -> list[Conversation]:
+def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
+                budget_samples: int | None = None) -> list[Conversation]:
     """The added chats: each fact (the answers a chat trains on, as fact balance counts them) asked fewer than
     ``wordings`` ways gets kept rewordings (see :func:`keep`) of its questions until it is asked that many ways,
     where the samples allow; each rewording is a copy of its chat with that one turn replaced. The ways a fact is
-    asked are counted in ``asked`` where given (``auto`` passes the data with its validation chats, so a fact that
-    lost one of its ways to validation is not topped up), else in ``convs``.
+    asked are counted in ``convs``, the training chats: a fact that lost a way to validation gets one more.
 
     Topping every fact up to one count, instead of rewording every question the same number of times, keeps the
     facts level: a fact asked four ways and reworded four times per question would be asked a dozen ways against
@@ -169,7 +167,7 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn, budget_samp
     budget_samples = MAX_TOTAL if budget_samples is None else budget_samples
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
-    plan, _ = _wanted(convs, wordings, asked)
+    plan, _ = _wanted(convs, wordings)
     need: dict[frozenset[str], int] = {}
     counts: dict[str, int] = {}
     budget, cut = budget_samples, 0

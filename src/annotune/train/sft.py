@@ -143,14 +143,13 @@ def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conv
     if cfg.paraphrases == 0:
         return []
     dtype = resolve_precision(cfg.precision, dist.device)
-    wordings, asked = cfg.paraphrases, None
+    wordings = cfg.paraphrases
     if wordings == paraphrase.AUTO:
-        asked = train_convs + val_convs
-        wordings = paraphrase.auto_wordings(asked, train_convs)
+        wordings = paraphrase.auto_wordings(train_convs + val_convs, train_convs)
 
     def added(progress: bool) -> list[Conversation]:
         return paraphrase.paraphrased(train_convs, wordings, paraphrase.base_sampler(
-            model_ref, identity(model_ref), dtype, progress=progress), asked=asked)
+            model_ref, identity(model_ref), dtype, progress=progress))
 
     if dist.main:  # generated once, by one process; the others read the cached samples
         made = added(cfg.progress)

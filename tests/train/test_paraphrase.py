@@ -128,7 +128,7 @@ def test_facts_are_topped_up_to_the_same_count_of_wordings():
 
 
 def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_several_ways():
-    """--paraphrases auto: data whose median chat's fact is asked one way (one-off instructions) gets none; data
+    """--paraphrases auto: data whose median answer is given in one chat (one-off instructions) gets none; data
     that asks its facts several ways has every fact of the training chats topped up to WAYS wordings, or to the
     largest count below it whose samples fit the budget: never the first facts to six and the rest to none."""
     fee = ["How much is the monthly fee for the Lantern Saver?", "What is the monthly fee for the Lantern Saver?",
@@ -156,6 +156,11 @@ def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_seve
     one_off = [_chat(f"What is item {i}?", f"Item {i} is a lamp.") for i in range(5)] + data[-1:] + [
         _chat(rewordings[0], rate_a)]
     assert paraphrase.auto_wordings(one_off, one_off) == 0 and paraphrase.auto_wordings([], []) == 0
+    # each fact asked once by name and once as a follow-up: no two chats train the same answers, every answer recurs
+    ring = [_chat("Where does the Warden start?", "At the gate.", "How far can it move?", "2 squares."),
+            _chat("How far can the Warden move?", "2 squares.", "What does it cost to recruit?", "5 embers."),
+            _chat("What does the Warden cost to recruit?", "5 embers.", "Where does it start?", "At the gate.")]
+    assert paraphrase.auto_wordings(ring, ring) == 6
 
 
 def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, annotune_home):

@@ -6,10 +6,11 @@ reword a question it answers it instead, but as a plain text completion after a 
 unrelated questions (``SHOTS``) it writes other wordings, about half of which keep the meaning. The rest change
 it ("What is the annual rate of the Lantern Saver?" from the monthly-fee question) or copy it, so a rewording is
 kept only when :func:`keep` finds it safe to train on the original's answer: a question, naming exactly the names
-and numbers of the original (none lost, none added), not asked already, and nearer (in shared words) to a
-training question with the same answer than to any other question about the same things. Each fact asked fewer
-than ``--paraphrases`` ways is topped up to that many with kept rewordings, each a copy of its chat with that one
-user turn replaced (``meta["source"] == "paraphrase"``), saved with the run's data.
+and numbers of the original (none lost, none added), asking for the same kind of thing where its question words
+say (:data:`KINDS`), not asked already, and nearer (in shared words) to a training question with the same answer
+than to any other question about the same things. Each fact asked fewer than ``--paraphrases`` ways (``auto``:
+:data:`WAYS`, where the data asks its facts several ways) is topped up to that many with kept rewordings, each a
+copy of its chat with that one user turn replaced (``meta["source"] == "paraphrase"``), saved with the run's data.
 
 Samples are drawn per question with a seed from its text, so they do not depend on the data's order, and are
 cached under ``$ANNOTUNE_HOME/paraphrase`` per base model: a second run on the same data generates nothing.
@@ -23,12 +24,13 @@ import logging
 import math
 import queue
 import re
+import statistics
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 from annotune.conversation import Conversation
-from annotune.dataset.split import trained_answers, typical_ways
+from annotune.dataset.split import trained_answers
 from annotune.paths import annotune_home
 
 log = logging.getLogger(__name__)
@@ -124,11 +126,15 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
 
 
 def auto_wordings(data: list[Conversation], convs: list[Conversation], budget_samples: int = MAX_TOTAL) -> int:
-    """``--paraphrases auto``: none where the median chat's fact is asked one way in ``data``, the data as given
-    (one-off instructions, not facts the team asked several ways), else :data:`WAYS`, or the largest count below it
-    whose samples fit ``budget_samples`` when ``convs``, the training chats, are topped up to it: every fact then
-    ends at one level, instead of the first ones in the budget's order at six and the rest untouched."""
-    if typical_ways(data) < 2:
+    """``--paraphrases auto``: none where the median trained answer of ``data``, the data as given, is given in one
+    chat only (one-off instructions, not facts the team asked several ways), else :data:`WAYS`, or the largest
+    count below it whose samples fit ``budget_samples`` when ``convs``, the training chats, are topped up to it:
+    every fact then ends at one level, instead of the first ones in the budget's order at six and the rest
+    untouched. Answers are counted one by one, not as a chat's set: a fact asked once by name and once as a
+    follow-up recurs although no two chats train the same answers."""
+    answers = [answer for conv in data for answer in trained_answers(conv)]
+    chats = Counter(answers)  # answer -> the chats that give it
+    if not answers or statistics.median_low(chats[a] for a in answers) < 2:
         return 0
     return next((w for w in range(WAYS, 1, -1) if _wanted(convs, w)[1] <= budget_samples), 0)
 

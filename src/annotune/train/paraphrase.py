@@ -109,7 +109,8 @@ def _keep(candidate: str, question: str, answer: str, same_things: list[tuple[st
         return False
     if names(question) != names(candidate):  # a name lost, or one added ("Where does it start?" made about a park)
         return False
-    if None not in (kind(question), kind(candidate)) and kind(question) != kind(candidate):
+    asks, reworded = kind(question), kind(candidate)
+    if None not in (asks, reworded) and asks != reworded:  # a time asked as a person ("Who is the conductor ...?")
         return False
     scores = [_overlap(candidate, q) for q, _ in same_things]
     top = max(scores)

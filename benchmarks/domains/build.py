@@ -2,7 +2,7 @@
 
     python benchmarks/domains/build.py          # writes every domain (deterministic; the files are checked in)
 
-Four fictional domains (invented names and numbers, so no base model knows them), each a table of entities x
+Five fictional domains (invented names and numbers, so no base model knows them), each a table of entities x
 attributes plus question templates per attribute, in different shapes:
 
 | domain   | facts | system prompt | phrasings per fact in train | answers        | turns | held-out per fact |
@@ -11,6 +11,7 @@ attributes plus question templates per attribute, in different shapes:
 | transit  | 30    | no            | 2                           | two sentences  | 1     | 5                 |
 | software | 40    | yes           | 1 or 4 (by attribute)       | one sentence   | 1     | 3                 |
 | game     | 32    | yes           | 2 (one as a follow-up)      | one sentence   | 2     | 2                 |
+| clinic   | 36    | no            | 3 or 2 (by attribute)       | 2-3 sentences  | 1     | 3                 |
 
 train.jsonl     {"messages": [...], "id": "ENTITY.ATTRIBUTE-tN"}     (OpenAI chat; `annotune train` reads it)
 heldout.jsonl   {"id": ..., "fact": ..., "messages": [..., user, reference], "keys": [KEY]}   (`annotune evaluate`)
@@ -18,6 +19,10 @@ heldout.jsonl   {"id": ..., "fact": ..., "messages": [..., user, reference], "ke
 A held-out question rewords a training question (its own template) but names the same entity; in the game domain
 half of them are follow-ups ("how far can it move?") after an earlier exchange about the same piece. The key is
 the fact's value: it appears in the reference answer, in no other fact's answer and in no question.
+
+clinic (a veterinary chain: 6 branches x 4 attributes and 12 services x a price; answers of two or three sentences
+with the key past the first sentence) was added on 2026-12-06, after the defaults were chosen, as a check on a
+shape none of the other four had; it took no part in choosing them.
 """
 
 from __future__ import annotations
@@ -248,7 +253,74 @@ GAME = Domain("game", "You are the rules helper for the board game Gloamspire.",
                       home="the Thorn Ring"),
 }, multi_turn=True)
 
-DOMAINS = (BANK, TRANSIT, SOFTWARE, GAME)
+CLINIC = Domain("clinic", None, {
+    "head": Attribute(
+        ["Who is the head vet at Fernhollow {e}?", "Which vet is in charge of the Fernhollow {e} branch?",
+         "Who runs the {e} branch of Fernhollow Vets?"],
+        ["At the {e} Fernhollow clinic, who leads the team of vets?",
+         "Can you tell me the name of the vet who heads Fernhollow {e}?",
+         "Who's the chief veterinarian at the Fernhollow branch in {e}?"],
+        "Fernhollow {e} has {vets} vets and a nurse-led front desk. Its head vet is Dr {v}, who also takes "
+        "referrals from the other branches."),
+    "saturday": Attribute(
+        ["When does Fernhollow {e} open on Saturdays?",
+         "What time does the {e} branch of Fernhollow Vets open on a Saturday?"],
+        ["If I bring my pet to Fernhollow {e} on a Saturday morning, from what time are they open?",
+         "At what hour do the doors of Fernhollow {e} open on Saturday?",
+         "How early on a Saturday can I get into the Fernhollow {e} branch?"],
+        "Fernhollow {e} keeps shorter hours at the weekend. On Saturdays it opens at {v} and closes at {close}. "
+        "It is shut on Sundays."),
+    "address": Attribute(
+        ["What is the address of Fernhollow {e}?", "Where is the {e} branch of Fernhollow Vets?"],
+        ["Which address should I put in my satnav for Fernhollow {e}?",
+         "Where do I go to find the Fernhollow clinic in {e}?",
+         "I need to get to Fernhollow {e}: where exactly is it?"],
+        "Fernhollow {e} is {area}. Its address is {v}, and there is free parking behind the building."),
+    "wait": Attribute(
+        ["How long is the usual wait for a walk-in at Fernhollow {e}?",
+         "If I turn up without an appointment at the {e} branch of Fernhollow Vets, how long will I wait?"],
+        ["Roughly how long do walk-in patients wait to be seen at Fernhollow {e}?",
+         "Without booking, how much time should I expect to spend waiting at Fernhollow {e}?",
+         "What's the typical waiting time at the Fernhollow {e} branch if I just drop in?"],
+        "Fernhollow {e} sees walk-ins in order of arrival, after any emergencies. On a normal weekday the wait is "
+        "about {v}. It is worth phoning ahead if you can."),
+    "price": Attribute(
+        ["How much does the {e} cost at Fernhollow Vets?", "What is the price of Fernhollow's {e}?"],
+        ["What will I be charged for a {e} at Fernhollow?",
+         "How much should I budget for the {e} at a Fernhollow branch?",
+         "What does Fernhollow Vets ask you to pay for the {e}?"],
+        "The {e} {covers}. At every Fernhollow branch it costs {v}, paid on the day."),
+}, {
+    **{branch: _row(head=head, saturday=saturday, close=close, address=address, area=area, wait=wait, vets=vets)
+       for branch, head, saturday, close, address, area, wait, vets in [
+        ("Larkfield", "Imogen Threlkeld", "8:30 am", "noon", "14 Tanner Row",
+         "on the east side of town, next to the old tannery", "20 minutes", "four"),
+        ("Ottermead", "Tobias Quenby", "9:15 am", "1 pm", "3 Quince Lane",
+         "just off the ring road, opposite the garden centre", "35 minutes", "three"),
+        ("Cresswold", "Priya Halloran", "7:45 am", "11:30 am", "88 Harrowgate Road",
+         "in the village centre, above the pharmacy", "50 minutes", "two"),
+        ("Dunhallow", "Oswin Marchetti", "10:00 am", "2 pm", "27 Pellam Street",
+         "on the high street, beside the library", "25 minutes", "five"),
+        ("Marlpit", "Delphine Okoro", "8:00 am", "12:30 pm", "Unit 6, Brackwater Retail Park",
+         "on the retail park at the north edge of town", "45 minutes", "six"),
+        ("Wrenstock", "Rafe Ambleside", "9:45 am", "3 pm", "41 Sorrel Crescent",
+         "in a quiet residential street near the station", "40 minutes", "three")]},
+    **{service: _row(price=price, covers=covers) for service, price, covers in [
+        ("Puppy Starter Check", "£42", "is a first visit for dogs under six months, with a health check and advice"),
+        ("Kitten Starter Check", "£39", "is a first visit for cats under six months, with a health check and advice"),
+        ("Senior Wellness Screen", "£87", "is a yearly check for older pets, with blood tests and a weigh-in"),
+        ("Bright Smile Dental Clean", "£226", "is a scale and polish under anaesthetic, with a day-stay bed"),
+        ("Microchip and Register", "£23", "fits a microchip and enters your details on the national database"),
+        ("Nail and Paw Tidy", "£14", "trims the claws and the fur between the pads, done by a nurse"),
+        ("Travel Papers Check", "£118", "covers the exam and the forms your pet needs to go abroad"),
+        ("Rabbit Home Visit", "£61", "brings a vet to your home for a rabbit's check-up and vaccination"),
+        ("Weight Clinic Session", "£17", "is a nurse's weigh-in and diet review, booked monthly"),
+        ("Ear Clean and Check", "£28", "flushes both ears and checks them for mites and infection"),
+        ("Overnight Stay", "£135", "keeps your pet in our ward with a nurse on duty through the night"),
+        ("Exotic Pet Consult", "£55", "is a specialist consultation for birds, reptiles and small mammals")]},
+})
+
+DOMAINS = (BANK, TRANSIT, SOFTWARE, GAME, CLINIC)
 
 
 def _answer(domain: Domain, entity: str, attr: str) -> str:

@@ -3,7 +3,7 @@
 import random
 
 from annotune.conversation import Conversation, Message
-from annotune.train.augment import epoch_conversations, reword
+from annotune.train.augment import epoch_conversations, is_name, reword
 
 QUESTION = "How often do Bramble Line trains run at rush hour on the 3rd of May?"
 
@@ -19,6 +19,18 @@ def test_reword_keeps_names_and_numbers_in_order_and_changes_the_rest():
     assert all(v != QUESTION for v in variants)  # every rewording swaps at least one pair
     assert any(len(v.split()) < len(QUESTION.split()) for v in variants)  # and some delete words
     assert len(set(variants)) > 50
+
+
+def test_identifiers_are_names_that_noise_never_deletes():
+    question = "What is the default value of the setting sync_workers in /etc/kestrune/main.conf for iOS?"
+    kept = ["sync_workers", "/etc/kestrune/main.conf", "iOS?"]
+    assert [w for i, w in enumerate(question.split()) if is_name(w, i)] == kept
+    rng = random.Random(1)
+    for _ in range(300):
+        assert [w for w in reword(question, rng).split() if w in kept] == kept
+    # plain words stay ordinary wherever they are; a capital makes a name past the first word only
+    assert not any(is_name(w, i) for i, w in enumerate("What is the default value of it, really?".split()))
+    assert [is_name("Kestrune", 0), is_name("Kestrune", 3), is_name("TLS", 0)] == [False, True, True]
 
 
 def test_reword_leaves_short_turns_and_is_fixed_by_its_generator():

@@ -41,6 +41,23 @@ def test_lost_names_copies_statements_and_stubs_are_dropped():
     assert not paraphrase.keep("Is the Lantern Saver good?", FEE_Q, FEE_A, TURNS)  # no word in common with any
 
 
+def test_a_rewording_is_judged_against_every_question_about_the_same_things():
+    # the storage question names the product as well as the plan: it is still about the Sprout plan, so a
+    # rewording of the file-size question that reads like it is nearer to it and does not train on the size
+    size = ("What's the maximum file size for the Sprout plan?", "A single file on Sprout can be up to 180 MB.")
+    storage = ("How much storage comes with the Kestrune Sprout plan?", "The Sprout plan includes 6 GB of storage.")
+    other = ("How much storage comes with the Kestrune Hearth plan?", "The Hearth plan includes 85 GB of storage.")
+    turns = [size, storage, other]
+    assert not paraphrase.keep("How much storage capacity does the Sprout plan use?", *size, turns)
+    assert paraphrase.keep("What is the largest file size allowed on the Sprout plan?", *size, turns)
+    # a setting's name and a possessive's owner are names: losing one drops a rewording, the 's does not
+    default = ("What is the default value of the setting sync_workers?", "Out of the box, it is set to 6 workers.")
+    assert paraphrase.names(default[0]) == {"sync_workers"}
+    assert not paraphrase.keep("What is the default value of the setting?", *default, [default])
+    assert paraphrase.names("What is Sprout\u2019s storage?") == paraphrase.names("Is Sprout's storage big?") == {
+        "Sprout"}
+
+
 def test_a_rewording_that_asks_for_another_kind_of_thing_is_dropped():
     first = ("When does the first Tollgate Line train leave in the morning?",
              "The first Tollgate Line train leaves Brennock Central at 5:51 a.m.")

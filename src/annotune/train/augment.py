@@ -4,8 +4,9 @@ A few hundred chats that ask each fact in two or three fixed wordings teach a sm
 wording's surface (the words "How ... trains" mean the frequency), so a new wording of a known fact gets the
 wrong fact's answer. Randomly deleting and swapping a few words of each question, anew every epoch (the easy data
 augmentation of Wei and Zou, 2019, without its thesaurus), makes every word of a question count towards what it
-asks, not one cue. Words that look like names (a capital letter past the first word) or hold a digit are never
-deleted, so the question still names its thing; answers and system prompts are never changed.
+asks, not one cue. Words that name something (:func:`is_name`: capitalised past the first word, holding a digit,
+or written like an identifier) are never deleted, so the question still names its thing; answers and system
+prompts are never changed.
 
 The rewording of epoch ``e`` is fixed by (seed, e, conversation index), so a resumed run and every DDP process
 see the same text.
@@ -14,6 +15,7 @@ see the same text.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 
 from annotune.conversation import Conversation
@@ -23,8 +25,17 @@ SWAP = 0.1  # swaps of two neighbouring ordinary words, per word (at least one w
 MIN_WORDS = 4  # shorter questions ("and its price?") stay as they are
 
 
-def _kept(word: str, position: int) -> bool:
-    return any(c.isdigit() for c in word) or (position > 0 and word[:1].isupper())
+PUNCTUATION = "?,.:;!'\"()`"
+
+
+def is_name(word: str, position: int) -> bool:
+    """Whether the ``position``-th word of a question names something: it holds a digit, is written like an
+    identifier (an underscore, a capital past its first letter, a path or a dotted name: sync_workers, KSTR_DEDUP,
+    iPhone, /var/lib/app, config.yaml), or is capitalised past the question's first word."""
+    core = word.strip(PUNCTUATION)
+    return (any(c.isdigit() for c in core) or "_" in core or any(c.isupper() for c in core[1:])
+            or core.startswith("/") or re.search(r"\w\.\w", core) is not None
+            or (position > 0 and core[:1].isupper()))
 
 
 def reword(text: str, rng: random.Random) -> str:
@@ -33,7 +44,7 @@ def reword(text: str, rng: random.Random) -> str:
     words = text.split()
     if len(words) < MIN_WORDS:
         return text
-    marked = [(w, _kept(w, i)) for i, w in enumerate(words)]
+    marked = [(w, is_name(w, i)) for i, w in enumerate(words)]
     left = [(w, k) for w, k in marked if k or rng.random() >= DELETE]
     if len(left) < MIN_WORDS - 1:  # too much gone: delete nothing
         left = marked

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from annotune.conversation import Conversation
 from annotune.dataset.split import trained_answers
+from annotune.train.augment import PUNCTUATION, is_name
 from annotune.paths import annotune_home
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,21 @@ MAX_PROMPT = 1024  # tokens of the few-shot prompt with the question: a longer q
 
 
 def names(text: str) -> set[str]:
-    """What a question is about: capitalised words past the first (not "I"), and words with a digit."""
-    words = [w.strip("?,.:;!'\"") for w in text.split()]
-    return {w for i, w in enumerate(words)
-            if any(c.isdigit() for c in w) or (i > 0 and w[:1].isupper() and w.split("'")[0] != "I")}
+    """What a question is about: its words that name something (:func:`augment.is_name`; not "I"), without a
+    possessive's 's ("Fernhollow's" names Fernhollow)."""
+    found = set()
+    for i, word in enumerate(text.split()):
+        bare = word.strip(PUNCTUATION)
+        bare = bare[:-2] if bare.endswith(("'s", "\u2019s")) else bare
+        if is_name(word, i) and bare.split("'")[0] != "I":
+            found.add(bare)
+    return found
+
+
+def _same_things(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether questions naming ``a`` and ``b`` are about the same things: they name the same, or one names more
+    of it ("the Sprout plan", "Kestrune Sprout"). Questions that name nothing are so only to each other."""
+    return a == b or (bool(a) and bool(b) and (a <= b or b <= a))
 
 
 # What a question asks for, by its question words; two questions that ask for different kinds of thing are not one
@@ -100,7 +112,8 @@ def _overlap(a: str, b: str) -> float:
 def keep(candidate: str, question: str, answer: str, turns: list[tuple[str, str]]) -> bool:
     """Whether a rewording of ``question`` (answered by ``answer``) may train on that answer, given every
     training (question, answer) pair in ``turns``."""
-    return _keep(candidate, question, answer, [(q, a) for q, a in turns if names(q) == names(question)])
+    asked = frozenset(names(question))
+    return _keep(candidate, question, answer, [(q, a) for q, a in turns if _same_things(frozenset(names(q)), asked)])
 
 
 def _keep(candidate: str, question: str, answer: str, same_things: list[tuple[str, str]]) -> bool:
@@ -193,9 +206,8 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
                     budget_samples)
     counts = {q: n for q, n in counts.items() if n}
     drawn = sample_fn(counts) if counts else {}
-    about: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs by what their questions name, found once
-    for pair in turns:
-        about.setdefault(frozenset(names(pair[0])), []).append(pair)
+    named = [frozenset(names(q)) for q, _ in turns]
+    about = {a: [pair for pair, b in zip(turns, named) if _same_things(a, b)] for a in set(named)}  # found once
     seen = {_key(conv.messages) for conv in convs}  # a chat the data has already (another phrasing) adds nothing
     added = []
     for fact, ps, _, _ in sorted(plan, key=lambda entry: entry[1][0]):  # in the data's order

@@ -7,11 +7,11 @@ sentences after a question that names only the subject ("Tell me about the Moss 
 subject's other facts in an order drawn anew every epoch, so the value follows from the subject named in the
 sentence itself, not from one question's words.
 
-A chat's subject is the longest run of consecutive names (capitalised words past the first, words with a digit:
-what paraphrase.names calls a name) in its first user turn that has any, and a name that ends exactly one longer
-one is that subject ("Sprout" of "Kestrune Sprout"); chats with the same subject and at least two different
-answers make its sheets, of at most ``size`` facts each. Answers and system prompts are used as
-written; a sheet is fixed by (seed, epoch, subject), so a resumed run and every DDP process see the same chats.
+A chat's subject is the longest run of consecutive names (capitalised words past the first, words with a digit,
+identifiers: what paraphrase.names calls a name) in its first user turn that has any, and a name that ends exactly
+one longer one is that subject ("Sprout" of "Kestrune Sprout"); chats with the same subject and at least two
+different answers make its sheets, of at most ``size`` facts each. Answers and system prompts are used as written; a
+sheet is fixed by (seed, epoch, subject), so a resumed run and every DDP process see the same chats.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 
 from annotune.conversation import Conversation, Message
 from annotune.models.templates import IGNORE, Encoded, encode, render
+from annotune.train.augment import PUNCTUATION
 from annotune.train.paraphrase import names
 
 SOURCE = "fact-sheet"  # meta["source"] of a sheet (never saved: sheets are made anew each epoch)
@@ -33,9 +34,9 @@ def subject(text: str) -> str:
     found = names(text)
     best: list[str] = []
     run: list[str] = []
-    for word in (w.strip("?,.:;!'\"") for w in text.split()):
+    for word in (w.strip(PUNCTUATION) for w in text.split()):
         bare = word[:-2] if word.endswith(("'s", "\u2019s")) else word  # the Lantern Warden's cost: the Lantern Warden
-        run = run + [bare] if word in found else []
+        run = run + [bare] if bare in found else []
         if len(run) > len(best):
             best = run
     return " ".join(best)

@@ -56,6 +56,15 @@ def test_a_rewording_is_judged_against_every_question_about_the_same_things():
     assert not paraphrase.keep("What is the default value of the setting?", *default, [default])
     assert paraphrase.names("What is Sprout\u2019s storage?") == paraphrase.names("Is Sprout's storage big?") == {
         "Sprout"}
+    # a dotted file name is a name, abbreviations and "I" are not, whatever its apostrophe
+    assert paraphrase.names("As I\u2019m new: may I edit config.yaml at 9 a.m., e.g. on \u201cMonday\u201d?") == {
+        "config.yaml", "9", "Monday"}
+    # the same through paraphrased(), the path training takes
+    chats = [_chat(*size), _chat(*storage), _chat(*other)]
+    bad = "How much storage capacity does the Sprout plan use?"
+    good = "What is the largest file size on the Sprout plan?"
+    added = paraphrase.paraphrased(chats, 2, lambda counts: {q: [bad, good][:n] for q, n in counts.items()})
+    assert [c.messages[0].content for c in added if c.messages[1].content == size[1]] == [good]
 
 
 def test_a_rewording_that_asks_for_another_kind_of_thing_is_dropped():

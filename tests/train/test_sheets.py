@@ -26,6 +26,9 @@ def test_a_subject_is_the_longest_run_of_names_in_the_question():
     assert subject("Does the 2024 Tarn Mini filter pollen?") == "2024 Tarn Mini"  # numbers are names too
     assert subject("What does it cost to recruit?") == ""
     assert subject("Is Sprout cheaper than Hearth?") == "Sprout"  # a tie: the first run
+    assert subject("What does the Kestrune setting sync_workers default to?") == "Kestrune"  # a tie again
+    assert subject("What is sync_workers set to in config.yaml?") == "sync_workers"  # identifiers are names
+    assert subject("What do I get if I\u2019m on the Sprout plan?") == "Sprout"  # "I" is not, whatever its apostrophe
 
 
 def test_sheets_hold_each_subjects_distinct_answers_and_change_order_by_epoch_only():

@@ -25,16 +25,23 @@ SWAP = 0.1  # swaps of two neighbouring ordinary words, per word (at least one w
 MIN_WORDS = 4  # shorter questions ("and its price?") stay as they are
 
 
-PUNCTUATION = "?,.:;!'\"()`"
+PUNCTUATION = "?,.:;!'\"()`\u2018\u2019\u201c\u201d"
+
+
+def bare(word: str) -> str:
+    """A question's word without the punctuation around it and a possessive's 's ("Fernhollow's": Fernhollow)."""
+    core = word.strip(PUNCTUATION)
+    return core[:-2] if core.endswith(("'s", "\u2019s")) else core
 
 
 def is_name(word: str, position: int) -> bool:
     """Whether the ``position``-th word of a question names something: it holds a digit, is written like an
-    identifier (an underscore, a capital past its first letter, a path or a dotted name: sync_workers, KSTR_DEDUP,
-    iPhone, /var/lib/app, config.yaml), or is capitalised past the question's first word."""
+    identifier (an underscore, a capital past its first letter, a path, or a dotted name with two letters or more
+    after a dot: sync_workers, KSTR_DEDUP, iPhone, /var/lib/app, config.yaml; not e.g. or a.m.), or is capitalised
+    past the question's first word."""
     core = word.strip(PUNCTUATION)
     return (any(c.isdigit() for c in core) or "_" in core or any(c.isupper() for c in core[1:])
-            or core.startswith("/") or re.search(r"\w\.\w", core) is not None
+            or core.startswith("/") or re.search(r"\w\.[^\W\d_]{2,}", core) is not None
             or (position > 0 and core[:1].isupper()))
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from annotune.conversation import Conversation
 from annotune.dataset.split import trained_answers
-from annotune.train.augment import PUNCTUATION, is_name
 from annotune.paths import annotune_home
+from annotune.train.augment import bare, is_name
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,8 @@ MAX_PROMPT = 1024  # tokens of the few-shot prompt with the question: a longer q
 def names(text: str) -> set[str]:
     """What a question is about: its words that name something (:func:`augment.is_name`; not "I"), without a
     possessive's 's ("Fernhollow's" names Fernhollow)."""
-    found = set()
-    for i, word in enumerate(text.split()):
-        bare = word.strip(PUNCTUATION)
-        bare = bare[:-2] if bare.endswith(("'s", "\u2019s")) else bare
-        if is_name(word, i) and bare.split("'")[0] != "I":
-            found.add(bare)
-    return found
+    return {bare(word) for i, word in enumerate(text.split())
+            if is_name(word, i) and re.split("['\u2019]", bare(word))[0] != "I"}
 
 
 def _same_things(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -206,8 +201,17 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
                     budget_samples)
     counts = {q: n for q, n in counts.items() if n}
     drawn = sample_fn(counts) if counts else {}
-    named = [frozenset(names(q)) for q, _ in turns]
-    about = {a: [pair for pair, b in zip(turns, named) if _same_things(a, b)] for a in set(named)}  # found once
+    by_names: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs by what their questions name
+    for pair in turns:
+        by_names.setdefault(frozenset(names(pair[0])), []).append(pair)
+    pools: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs about the same things, once per name set
+
+    def about(question: str) -> list[tuple[str, str]]:
+        asked = frozenset(names(question))
+        if asked not in pools:
+            pools[asked] = [pair for named, pairs in by_names.items() if _same_things(asked, named) for pair in pairs]
+        return pools[asked]
+
     seen = {_key(conv.messages) for conv in convs}  # a chat the data has already (another phrasing) adds nothing
     added = []
     for fact, ps, _, _ in sorted(plan, key=lambda entry: entry[1][0]):  # in the data's order
@@ -222,7 +226,7 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
                 option = options[k].strip()
                 messages = list(convs[c].messages)
                 messages[t] = replace(messages[t], content=option)
-                if _key(messages) in seen or not _keep(option, question, answer, about[frozenset(names(question))]):
+                if _key(messages) in seen or not _keep(option, question, answer, about(question)):
                     continue
                 seen.add(_key(messages))
                 added.append(Conversation(messages, {**convs[c].meta, "source": SOURCE}))

@@ -21,7 +21,7 @@ import re
 
 from annotune.conversation import Conversation, Message
 from annotune.models.templates import IGNORE, Encoded, encode, render
-from annotune.train.augment import PUNCTUATION
+from annotune.train.augment import bare
 from annotune.train.paraphrase import names
 
 SOURCE = "fact-sheet"  # meta["source"] of a sheet (never saved: sheets are made anew each epoch)
@@ -34,9 +34,8 @@ def subject(text: str) -> str:
     found = names(text)
     best: list[str] = []
     run: list[str] = []
-    for word in (w.strip(PUNCTUATION) for w in text.split()):
-        bare = word[:-2] if word.endswith(("'s", "\u2019s")) else word  # the Lantern Warden's cost: the Lantern Warden
-        run = run + [bare] if bare in found else []
+    for word in map(bare, text.split()):  # the Lantern Warden's cost: the Lantern Warden
+        run = run + [word] if word in found else []
         if len(run) > len(best):
             best = run
     return " ".join(best)

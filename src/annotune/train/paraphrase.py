@@ -104,11 +104,23 @@ def _overlap(a: str, b: str) -> float:
     return len(wa & wb) / max(1, len(wa | wb))
 
 
+def _by_names(turns: list[tuple[str, str]]) -> dict[frozenset[str], list[tuple[str, str]]]:
+    """The (question, answer) pairs by what their questions name."""
+    grouped: dict[frozenset[str], list[tuple[str, str]]] = {}
+    for pair in turns:
+        grouped.setdefault(frozenset(names(pair[0])), []).append(pair)
+    return grouped
+
+
+def _about(by_names: dict[frozenset[str], list[tuple[str, str]]], asked: frozenset[str]) -> list[tuple[str, str]]:
+    """The pairs whose questions are about the same things as one that names ``asked``."""
+    return [pair for named, pairs in by_names.items() if _same_things(asked, named) for pair in pairs]
+
+
 def keep(candidate: str, question: str, answer: str, turns: list[tuple[str, str]]) -> bool:
     """Whether a rewording of ``question`` (answered by ``answer``) may train on that answer, given every
     training (question, answer) pair in ``turns``."""
-    asked = frozenset(names(question))
-    return _keep(candidate, question, answer, [(q, a) for q, a in turns if _same_things(frozenset(names(q)), asked)])
+    return _keep(candidate, question, answer, _about(_by_names(turns), frozenset(names(question))))
 
 
 def _keep(candidate: str, question: str, answer: str, same_things: list[tuple[str, str]]) -> bool:
@@ -201,15 +213,13 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
                     budget_samples)
     counts = {q: n for q, n in counts.items() if n}
     drawn = sample_fn(counts) if counts else {}
-    by_names: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs by what their questions name
-    for pair in turns:
-        by_names.setdefault(frozenset(names(pair[0])), []).append(pair)
+    by_names = _by_names(turns)
     pools: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs about the same things, once per name set
 
     def about(question: str) -> list[tuple[str, str]]:
         asked = frozenset(names(question))
         if asked not in pools:
-            pools[asked] = [pair for named, pairs in by_names.items() if _same_things(asked, named) for pair in pairs]
+            pools[asked] = _about(by_names, asked)
         return pools[asked]
 
     seen = {_key(conv.messages) for conv in convs}  # a chat the data has already (another phrasing) adds nothing

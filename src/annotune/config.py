@@ -28,6 +28,22 @@ def _count_or_auto(value: Any) -> Any:
 CountOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto)]
 
 
+def _share_count_or_auto(value: Any) -> Any:
+    if value == "auto" or (type(value) in (int, float) and value >= 0):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if 0 <= number < float("inf"):
+            return int(number) if number.is_integer() and "." not in value else number
+    raise ValueError(f"give a share (0-1), a count (1 or more) or auto, not {value!r}")
+
+
+ShareCountOrAuto = Annotated[int | float | Literal["auto"], BeforeValidator(_share_count_or_auto)]
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,7 +66,7 @@ class TrainConfig(BaseModel):
     compile: Literal["auto", "on", "off"] = Field("auto", description="Compile the decoder layers (torch.compile): faster steps for a minute of compiling at the start, seconds once cached (auto: single-process runs of at least 500 steps on a CPU with AMX).")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where supported (auto), or force.")
     seed: int = Field(42, description="Seed for data order, split, initialisation and dropout.")
-    val_size: float = Field(0.1, ge=0, description="Validation share (0-1) or count (>=1) split off --data; only conversations whose answers other training conversations also give, so no fact is lost to validation.")
+    val_size: ShareCountOrAuto = Field("auto", description="Validation share (0-1) or count (>=1) split off --data; only conversations whose answers other training conversations also give, so no fact is lost to validation (auto: none below 1,000 conversations, where every phrasing teaches more trained than validated, 0.1 from there; 0: none).")
     keep_best: bool = Field(True, description="Save the latest epoch whose validation answer-token accuracy is level with the best (within its noise), not simply the last.")
     patience: int = Field(3, ge=0, description="Stop after this many epochs in a row clearly below the best validation accuracy (0: never; needs a validation set).")
     replay: float = Field(0.25, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (0: none).")
@@ -100,7 +116,7 @@ def _arg_type(annotation: Any):
         return _arg_type(args[0])
     if typing.get_origin(annotation) is Literal:
         return str
-    if int in args and any(typing.get_origin(a) is Literal for a in args):  # a count or a word (4, auto):
+    if (int in args or float in args) and any(typing.get_origin(a) is Literal for a in args):  # 4, 0.1 or auto:
         return str  # the field's validator reads it
     return annotation
 

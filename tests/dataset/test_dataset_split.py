@@ -6,7 +6,8 @@ import pytest
 
 from annotune.conversation import Conversation, Message
 from annotune.dataset import train_val_split
-from annotune.dataset.split import FILL_FROM, covered_split
+from annotune.config import TrainConfig
+from annotune.dataset.split import AUTO_SHARE, FILL_FROM, auto_val_size, covered_split
 from annotune.errors import AnnotuneError, DataError
 
 
@@ -125,3 +126,24 @@ def test_covered_split_multi_turn_needs_every_answer_taught():
         train, val = covered_split(data, 3, seed)
         assert answers(train) == {"A", "B", "C", "D"}
         assert 3 not in ids(val)  # its answer D is given nowhere else
+
+
+def test_auto_val_size_holds_nothing_out_below_fill_from():
+    assert auto_val_size(1) == auto_val_size(FILL_FROM - 1) == 0
+    assert auto_val_size(FILL_FROM) == auto_val_size(50_000) == AUTO_SHARE
+    repeated = [Conversation([Message("user", f"q{i}"), Message("assistant", f"a{i // 2}")], {"id": i})
+                for i in range(2 * FILL_FROM)]
+    assert len(covered_split(repeated, auto_val_size(len(repeated)), seed=0)[1]) == round(AUTO_SHARE * 2 * FILL_FROM)
+
+
+@pytest.mark.parametrize("given, read", [("auto", "auto"), ("0", 0), ("3", 3), ("0.1", 0.1), ("1e3", 1000),
+                                         (0.25, 0.25), (2, 2)])
+def test_val_size_option_reads_a_share_a_count_or_auto(given, read):
+    value = TrainConfig(data="x", val_size=given).val_size
+    assert value == read and type(value) is type(read)
+
+
+@pytest.mark.parametrize("given", ["-1", "x", "inf", "nan", True, -0.5])
+def test_val_size_option_refuses_what_is_no_size(given):
+    with pytest.raises(ValueError, match="a share"):
+        TrainConfig(data="x", val_size=given)

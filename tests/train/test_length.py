@@ -77,6 +77,16 @@ def test_no_validation_set_means_the_last_epoch_is_saved(tiny, chats, tmp_path):
     assert info["best"] is None and info["steps"] == 6
 
 
+def test_val_size_auto_trains_every_chat_of_small_data(tiny, chats, tmp_path, caplog):
+    """The default --val-size auto holds nothing out of a set under FILL_FROM conversations, and says so."""
+    run = sft.train(_cfg(tiny, chats, tmp_path / "run", epochs=1, val_size="auto", paraphrases=0))
+    info = json.loads((run / "run.json").read_text())
+    assert info["examples"]["train"] == 12 and info["examples"]["val"] == 0 and info["best"] is None
+    assert info["steps"] == 3  # all 12 chats at batch 4
+    assert "No validation split: all 12 conversations train" in caplog.text
+    assert not [line for line in (run / "metrics.jsonl").read_text().splitlines() if "val_loss" in line]
+
+
 def test_frozen_base_weights_in_bf16_give_the_same_loss_as_autocast(tiny):
     from annotune.models.loading import load_model, resolve_model
     from annotune.train.model_setup import make_trainable

@@ -14,6 +14,19 @@ from annotune.errors import AnnotuneError, DataError
 log = logging.getLogger(__name__)
 
 FILL_FROM = 1000  # conversations: from here on a random validation row may take a fact out of training
+AUTO_SHARE = 0.1  # --val-size auto's share, from FILL_FROM conversations on
+
+
+def auto_val_size(total: int) -> float:
+    """``--val-size auto``: no validation set below ``FILL_FROM`` conversations, ``AUTO_SHARE`` from there on.
+
+    In a small set every conversation held out is a phrasing of a fact the model no longer trains on, and the
+    validated epoch it bought was the last one trained in every run measured. Trained on all of it, the worst of
+    the domain sets of benchmarks/domains/ rose from 81% to 86% held-out and their mean stayed level
+    (docs/benchmarks.md). From ``FILL_FROM`` conversations on one conversation is a small share of the data, and
+    validation keeps its use: a loss curve to watch, the best epoch, early stopping.
+    """
+    return AUTO_SHARE if total >= FILL_FROM else 0
 
 
 def _validation_count(total: int, val_size: float | int) -> int:

@@ -4,6 +4,7 @@ where (file, line, field) and what to do."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from annotune.config import TrainConfig
@@ -13,10 +14,12 @@ from annotune.dataset.formats import capped_lines
 from annotune.errors import AnnotuneError, DataError
 from annotune.models.templates import Encoded, encode
 
+log = logging.getLogger(__name__)
+
 
 def read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list[Conversation]]:
     from annotune.dataset import load_valid
-    from annotune.dataset.split import covered_split
+    from annotune.dataset.split import FILL_FROM, auto_val_size, covered_split
 
     if cfg.resume:  # the run's own split, exactly as trained: the original files may have changed since
         saved = run_dir / "data"
@@ -29,7 +32,11 @@ def read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list
     convs = load_valid(cfg.data, cfg.format)
     if cfg.val_data:
         return convs, load_valid(cfg.val_data, cfg.format)
-    val_size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
+    val_size = auto_val_size(len(convs)) if cfg.val_size == "auto" else cfg.val_size
+    if cfg.val_size == "auto" and not val_size:
+        log.warning("No validation split: all %d conversations train (--val-size auto holds none out below %s; "
+                    "--val-size 0.1 or --val-data FILE gives one)", len(convs), f"{FILL_FROM:,}")
+    val_size = int(val_size) if val_size >= 1 else val_size
     return covered_split(convs, val_size, cfg.seed)  # no fact of a small set is lost to validation
 
 

@@ -22,7 +22,7 @@ def auto_val_size(total: int) -> float:
 
     In a small set every conversation held out is a phrasing of a fact the model no longer trains on, and the
     validated epoch it bought was the last one trained in every run measured. Trained on all of it, the worst of
-    the domain sets of benchmarks/domains/ rose from 81% to 86% held-out and their mean stayed level
+    the domain sets of benchmarks/domains/ rose from 82% to 85% held-out and their mean stayed level
     (docs/benchmarks.md). From ``FILL_FROM`` conversations on one conversation is a small share of the data, and
     validation keeps its use: a loss curve to watch, the best epoch, early stopping.
     """

@@ -68,8 +68,8 @@ MAX_PROMPT = 1024  # tokens of the few-shot prompt with the question: a longer q
 def names(text: str) -> set[str]:
     """What a question is about: its words that name something (:func:`augment.is_name`; not "I"), without a
     possessive's 's ("Fernhollow's" names Fernhollow)."""
-    return {bare(word) for i, word in enumerate(text.split())
-            if is_name(word, i) and re.split("['\u2019]", bare(word))[0] != "I"}
+    return {core for i, word in enumerate(text.split())
+            if is_name(word, i) and re.split("['\u2019]", core := bare(word))[0] != "I"}
 
 
 def _same_things(a: frozenset[str], b: frozenset[str]) -> bool:

@@ -90,6 +90,7 @@ def test_user_mistakes_get_one_line_errors_not_tracebacks(tiny, tmp_path):
         (["train", str(tmp_path / "missing.jsonl"), "--model", str(tiny)], "no such file"),
         (["train", "--model", "no-such-org/no-such-model", str(_one_chat(tmp_path)), "--val-size", "0"], "hf download"),
         (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--val-size", "1"], "leaving none to train on"),
+        (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--val-size", "1.5"], "pass a whole number"),
         (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--val-size", "0", "--chat-template", "no.jinja"],
          "--chat-template: no.jinja: no such file; check the path"),
         (["train", str(_one_chat(tmp_path)), "--model", str(tiny), "--lr", "-1"], "lr"),

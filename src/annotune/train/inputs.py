@@ -36,7 +36,6 @@ def read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list
     if cfg.val_size == "auto" and not val_size:
         log.warning("No validation split: all %d conversations train (--val-size auto holds none out below %s; "
                     "--val-size 0.1 or --val-data FILE gives one)", len(convs), f"{FILL_FROM:,}")
-    val_size = int(val_size) if val_size >= 1 else val_size
     return covered_split(convs, val_size, cfg.seed)  # no fact of a small set is lost to validation
 
 

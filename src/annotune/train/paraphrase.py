@@ -299,22 +299,24 @@ def _generate(model_ref, wanted: dict[str, range], dtype: str, progress: bool) -
         served = engine.served("base")
         finished: queue.Queue = queue.Queue()
         jobs: dict[str, list[int]] = {}  # question -> the indices of its samples' results
-        count = 0
+        prompts: list[tuple[list[int], int]] = []  # (prompt tokens, seed) of each sample, in submission order
         for question, numbers in wanted.items():
             prompt = served.tokenizer.encode(SHOTS.format(question=question))
             jobs[question] = []
             if len(prompt) + SAMPLING["max_new_tokens"] > min(served.context, MAX_PROMPT):
                 continue  # a question this long is not reworded
             for k in numbers:
-                cfg = GenerationConfig(**SAMPLING, seed=_seed(question, k))
-                jobs[question].append(count)
-                engine.submit(served, prompt, cfg, collect(finished, count), wait=True)
-                count += 1
-        results: list = [None] * count
+                jobs[question].append(len(prompts))
+                prompts.append((prompt, _seed(question, k)))
+        results: list = [None] * len(prompts)
         if bar is not None:
             bar.total = len(results)
+        done = (lambda i, r: bar.update()) if bar else None
+        for index, (prompt, seed) in enumerate(prompts):  # submitting waits for room: count what finished meanwhile
+            engine.submit(served, prompt, GenerationConfig(**SAMPLING, seed=seed), collect(finished, index), wait=True)
+            drain(finished, results, done, block=False)
         while any(r is None for r in results):
-            drain(finished, results, (lambda i, r: bar.update()) if bar else None, block=True)
+            drain(finished, results, done, block=True)
     if bar is not None:
         bar.close()
     return {q: [results[i].text.strip() for i in indices] for q, indices in jobs.items()}

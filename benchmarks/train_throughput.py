@@ -14,8 +14,9 @@ Prints the machine's measured matmul peak (bf16 and fp32), then per trainer: tok
 tokens of the training conversations, x epochs) and model FLOPs utilisation, MFU = tokens/s x 4 x N / peak (LoRA
 costs about 4 x N FLOP per token for N frozen parameters: forward and the activation gradients; the peak of the
 precision trained in); the whole process's wall time and throughput (interpreter start, imports, model loading,
-training and saving: what a user waits for; every trainer first runs once, untimed, on 8 chats, so the first one
-timed does not pay alone for a cold disk cache); supervised answer tokens per second of training (annotune's
+training and saving the adapter: what a user waits for; annotune's run also builds its router and draws its loss
+plot, and the seconds those take are printed apart; every trainer first runs once, untimed, on 8 chats, so the
+first one timed does not pay alone for a cold disk cache); supervised answer tokens per second of training (annotune's
 count of the training set x epochs, the same numerator for both); training wall time (model loading, data
 preparation and saving excluded, and for annotune its epoch-end validation and checkpoints, shown apart); the worker's peak RSS at the end of training; the
 validation loss measured afterwards the same way for both (mean cross-entropy per supervised token under annotune's
@@ -128,8 +129,18 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
     from annotune.config import TrainConfig
     from annotune.train import sft
 
-    seen = {"eval_s": 0.0, "checkpoint_s": 0.0}
+    seen = {"eval_s": 0.0, "checkpoint_s": 0.0, "router_s": 0.0, "loss_plot_s": 0.0}
     original_loop, original_eval, original_checkpoint = sft._train, sft.evaluate_loss, sft._checkpoint
+    original_router, original_plot = sft._save_router, sft.plot_losses
+
+    def timed(function, key):  # what annotune's run makes beyond the adapter, which TRL does not
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seen[key] += time.perf_counter() - start
+        return call
 
     def loop(state):
         seen["loop"] = state
@@ -150,6 +161,7 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
         seen["checkpoint_s"] += time.perf_counter() - start
 
     sft._train, sft.evaluate_loss, sft._checkpoint = loop, evaluate, checkpoint
+    sft._save_router, sft.plot_losses = timed(original_router, "router_s"), timed(original_plot, "loss_plot_s")
     cfg = TrainConfig(data=args.train_file, val_data=args.val_file, format="openai", out=str(workdir / "run"),
                       overwrite=True, progress=False, method="lora", model=args.model, epochs=args.epochs,
                       lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
@@ -165,6 +177,7 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
     return {"model": seen["loop"].model, "train_s": train_s, "peak_rss_mib": seen["peak_rss_mib"],
             "extra": {"loop_s": seen["loop_s"], "epoch_end_eval_s": seen["eval_s"],
                       "checkpoint_s": seen["checkpoint_s"], "whole_train_call_s": call_s,
+                      "router_s": seen["router_s"], "loss_plot_s": seen["loss_plot_s"],
                       "packed": seen["loop"].packed, "internal_val_loss": seen.get("internal_val_loss")}}
 
 
@@ -212,11 +225,15 @@ def run_trl(args: argparse.Namespace, workdir: Path) -> dict:
     trainer.train()
     train_s = time.perf_counter() - start
     rss = peak_rss_mib()  # before validation, like annotune's figure
+    start = time.perf_counter()
+    trainer.save_model(str(workdir / "trl-adapter"))  # the trained adapter on disk, as annotune's run writes it
+    save_s = time.perf_counter() - start
     trl_supervised = sum(sum(label != -100 for label in row["labels"]) for row in trainer.train_dataset)
     optim = getattr(config.optim, "value", config.optim)
     return {"model": trainer.model, "train_s": train_s, "peak_rss_mib": rss,
             "extra": {"trl_supervised_tokens_per_epoch": trl_supervised, "total_steps": total_steps,
-                      "gradient_checkpointing": args.trl_gradient_checkpointing, "optim": optim}}
+                      "gradient_checkpointing": args.trl_gradient_checkpointing, "optim": optim,
+                      "save_s": save_s}}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -342,6 +359,11 @@ def report(args: argparse.Namespace, info: dict, results: dict) -> dict:
     process_ratio = a["process_tokens_per_s"] / t["process_tokens_per_s"]
     print(f"ratio (annotune / trl): {ratio:.2f}x training throughput, {process_ratio:.2f}x whole process, "
           f"val loss diff {diff:+.4f} (annotune - trl)")
+    extras = a.get("router_s", 0.0) + a.get("loss_plot_s", 0.0)
+    if extras:
+        print(f"whole process: both write the trained adapter (TRL's save {t['save_s']:.1f} s); annotune's also "
+              f"builds its router ({a['router_s']:.1f} s) and draws loss.png ({a['loss_plot_s']:.1f} s), which TRL "
+              f"does not: without those, {t['process_s'] / (a['process_s'] - extras):.2f}x")
     return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "train_file", "val_file",
                                                                         "result", "json")},
             **info, "results": results, "throughput_ratio": ratio, "process_ratio": process_ratio,

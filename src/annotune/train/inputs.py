@@ -32,10 +32,12 @@ def read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list
     convs = load_valid(cfg.data, cfg.format)
     if cfg.val_data:
         return convs, load_valid(cfg.val_data, cfg.format)
-    val_size = auto_val_size(len(convs)) if cfg.val_size == "auto" else cfg.val_size
-    if cfg.val_size == "auto" and not val_size:
-        log.warning("No validation split: all %d conversations train (--val-size auto holds none out below %s; "
-                    "--val-size 0.1 or --val-data FILE gives one)", len(convs), f"{FILL_FROM:,}")
+    val_size = cfg.val_size
+    if val_size == "auto":
+        val_size = auto_val_size(len(convs))
+        if not val_size:
+            log.warning("No validation split: all %d conversations train (--val-size auto holds none out below "
+                        "%s; --val-size 0.1 or --val-data FILE gives one)", len(convs), f"{FILL_FROM:,}")
     return covered_split(convs, val_size, cfg.seed)  # no fact of a small set is lost to validation
 
 

@@ -133,7 +133,7 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
     original_loop, original_eval, original_checkpoint = sft._train, sft.evaluate_loss, sft._checkpoint
     original_router, original_plot = sft._save_router, sft.plot_losses
 
-    def timed(function, key):  # what annotune's run makes beyond the adapter, which TRL does not
+    def timed(function, key):  # its seconds added up in seen[key]
         def call(*args, **kwargs):
             start = time.perf_counter()
             try:
@@ -155,12 +155,8 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
         seen["eval_s"] += time.perf_counter() - start
         return seen["internal_val_loss"]
 
-    def checkpoint(state, step):
-        start = time.perf_counter()
-        original_checkpoint(state, step)
-        seen["checkpoint_s"] += time.perf_counter() - start
-
-    sft._train, sft.evaluate_loss, sft._checkpoint = loop, evaluate, checkpoint
+    sft._train, sft.evaluate_loss, sft._checkpoint = loop, evaluate, timed(original_checkpoint, "checkpoint_s")
+    # what annotune's run makes beyond the adapter, which TRL does not
     sft._save_router, sft.plot_losses = timed(original_router, "router_s"), timed(original_plot, "loss_plot_s")
     cfg = TrainConfig(data=args.train_file, val_data=args.val_file, format="openai", out=str(workdir / "run"),
                       overwrite=True, progress=False, method="lora", model=args.model, epochs=args.epochs,
@@ -359,11 +355,10 @@ def report(args: argparse.Namespace, info: dict, results: dict) -> dict:
     process_ratio = a["process_tokens_per_s"] / t["process_tokens_per_s"]
     print(f"ratio (annotune / trl): {ratio:.2f}x training throughput, {process_ratio:.2f}x whole process, "
           f"val loss diff {diff:+.4f} (annotune - trl)")
-    extras = a.get("router_s", 0.0) + a.get("loss_plot_s", 0.0)
-    if extras:
-        print(f"whole process: both write the trained adapter (TRL's save {t['save_s']:.1f} s); annotune's also "
-              f"builds its router ({a['router_s']:.1f} s) and draws loss.png ({a['loss_plot_s']:.1f} s), which TRL "
-              f"does not: without those, {t['process_s'] / (a['process_s'] - extras):.2f}x")
+    extras = a["router_s"] + a["loss_plot_s"]
+    print(f"whole process: both write the trained adapter (TRL's save {t['save_s']:.1f} s); annotune's also "
+          f"builds its router ({a['router_s']:.1f} s) and draws loss.png ({a['loss_plot_s']:.1f} s), which TRL "
+          f"does not: without those, {t['process_s'] / (a['process_s'] - extras):.2f}x")
     return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "train_file", "val_file",
                                                                         "result", "json")},
             **info, "results": results, "throughput_ratio": ratio, "process_ratio": process_ratio,

@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
     lora_targets: str = Field("all-linear", description="Modules that get adapters: 'all-linear' or comma-separated names.")
     lora_plus: float = Field(16.0, ge=1, description="LoRA+: the adapters' B matrices learn at this many times --lr, their A matrices at --lr (1: both at --lr).")
     lora_layers: float = Field(1.0, gt=0, le=1, description="Share of the decoder layers, counted from the top, whose modules get adapters (1: every layer).")
-    compile: Literal["auto", "on", "off"] = Field("auto", description="Compile the decoder layers (torch.compile): faster steps for a minute of compiling at the start, seconds once cached (auto: single-process runs of at least 200 steps on a CPU with AMX).")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="Compile the decoder layers (torch.compile): faster steps for half a minute of compiling at the start, seconds once cached (auto: single-process runs of at least 200 steps on a CPU with AMX).")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where supported (auto), or force.")
     seed: int = Field(42, description="Seed for data order, split, initialisation and dropout.")
     val_size: ShareCountOrAuto = Field("auto", description="Validation share (0-1) or count (>=1) split off --data; only conversations whose answers other training conversations also give, so no fact is lost to validation (auto: none below 1,000 conversations, where every phrasing teaches more trained than validated, 0.1 from there; 0: none).")

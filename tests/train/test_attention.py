@@ -66,13 +66,15 @@ def test_the_grid_uses_the_fused_kernel_above_its_limit(lively_models, monkeypat
     batch = _packed(tokenizer)
     kernels = []
     real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    real_math = torch.ops.aten._scaled_dot_product_attention_math
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
-                        lambda *a, **k: kernels.append(torch._C._get_math_sdp_enabled() and
-                                                       not torch._C._get_flash_sdp_enabled()) or real_sdpa(*a, **k))
+                        lambda *a, **k: kernels.append("default") or real_sdpa(*a, **k))
+    monkeypatch.setattr(torch.ops.aten, "_scaled_dot_product_attention_math",
+                        lambda *a, **k: kernels.append("math") or real_math(*a, **k))
     unfused, unfused_grads = _logits_and_grads(model, batch, segments=True)
     monkeypatch.setattr(attention, "UNFUSED_LIMIT", 0)
     fused, fused_grads = _logits_and_grads(model, batch, segments=True)
-    assert kernels == [True] * 2 + [False] * 2  # 2 layers: math only, then the default choice
+    assert kernels == ["math"] * 2 + ["default"] * 2  # 2 layers: the unfused kernel, then SDPA's own choice
     assert len(grid_calls) == 4
     torch.testing.assert_close(fused, unfused, rtol=1e-4, atol=1e-4)
     for name in unfused_grads:

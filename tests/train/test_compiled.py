@@ -47,11 +47,17 @@ def _losses(run):
 
 
 def test_a_compiled_run_trains_the_same_steps_as_an_uncompiled_one(tiny, chats, tmp_path, monkeypatch, annotune_home):
+    from torch._dynamo.utils import counters
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # inductor's own default: not a choice
     eager = sft.train(_cfg(tiny, chats, tmp_path / "eager", compile="off"))
+    counters.clear()
     fast = sft.train(_cfg(tiny, chats, tmp_path / "compiled", compile="on"))
+    # one graph serves every layer (the first one's input needs a gradient too), and it could be cached
+    assert counters["stats"]["unique_graphs"] == 1
+    aot = counters["aot_autograd"]
+    assert aot["autograd_cache_bypass"] == 0 and aot["autograd_cache_hit"] + aot["autograd_cache_saved"] == 1
 
     info = json.loads((fast / "run.json").read_text())
     assert info["compiled"] == {"layers": 2, "why": "--compile on"}  # the tiny model's two decoder layers

@@ -15,7 +15,6 @@ transformers built. The model is switched back to SDPA before anything is saved.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -76,13 +75,16 @@ def _grid_attention(query, key, value, seg: Segments, dropout: float, scaling) -
         return flat.view(heads, seg.count, seg.width, dim).transpose(0, 1)
 
     heads = query.shape[1]
-    unfused = seg.count * heads * seg.width**2 <= UNFUSED_LIMIT
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel(SDPBackend.MATH) if unfused else contextlib.nullcontext():
+    gqa = key.shape[1] != heads
+    if seg.count * heads * seg.width**2 <= UNFUSED_LIMIT:
+        # SDPA's unfused ("math") kernel itself, called directly: what sdpa_kernel(SDPBackend.MATH) selects, but
+        # a plain op to torch.compile, whose cache of traced graphs cannot hold the backend switch.
+        out = torch.ops.aten._scaled_dot_product_attention_math(
+            grid(query), grid(key), grid(value), dropout_p=dropout, is_causal=True, scale=scaling,
+            enable_gqa=gqa)[0]
+    else:
         out = torch.nn.functional.scaled_dot_product_attention(
-            grid(query), grid(key), grid(value), dropout_p=dropout, scale=scaling, is_causal=True,
-            enable_gqa=key.shape[1] != heads)
+            grid(query), grid(key), grid(value), dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
     out = out.transpose(0, 1).reshape(heads, seg.count * seg.width, -1).index_select(1, seg.slots)
     return out.transpose(0, 1).unsqueeze(0).contiguous()  # [1, tokens, heads, dim], like SDPA's
 

@@ -4,13 +4,14 @@ On a CPU a LoRA step of a small model is not only its matrix products: each deco
 ops (dtype casts, the adapters' scaling and adds, norms, activations), each a separate kernel with its own
 overhead. Compiled, a layer's element-wise work is fused into a few generated C++ kernels: on a 2-core Xeon with
 AMX, where the matrix products are fast and the small ops are most of a step, a batch-4 step of the embedded model
-went from 691 to 444 ms (docs/benchmarks.md). The price is paid once per run, at the first step: 38-57 s of
-compiling the first time on 2 cores, 13-17 s once inductor's cache (kept in ``$ANNOTUNE_HOME/compile``) holds the
-kernels. On an AMD EPYC with AVX-512 BF16, whose slower matrix products are most of a step, an earlier check
-gained 4%. So ``--compile auto`` compiles only single-process runs on a CPU with AMX that are long enough to win
+went from 691 to 444 ms (docs/benchmarks.md). The price is paid once per run, at the first step: about 24 s of
+compiling the first time on 2 cores, 3 s once inductor's caches (kept in ``$ANNOTUNE_HOME/compile``) hold the
+traced graph and its kernels. On an AMD EPYC with AVX-512 BF16, whose slower matrix products are most of a step,
+an earlier check gained 4%. So ``--compile auto`` compiles only single-process runs on a CPU with AMX that are long enough to win
 the first compile back (``AUTO_MIN_STEPS``); ``on`` and ``off`` force it. The choice counts the whole run's steps,
 so a resumed run compiles exactly when it did at its start. Every layer has the same code, so one compiled graph
-serves them all; shapes are dynamic, so packed rows of any length reuse it. Validation runs uncompiled.
+serves them all (the first layer's input is given a gradient like the others' for that); shapes are dynamic, so
+packed rows of any length reuse it. Validation runs uncompiled.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def prepare(loop: Loop) -> None:
             log.warning("--compile: this model's decoder layers are not known (no _no_split_modules); training "
                         "runs uncompiled")
         elif layers:
-            log.warning("Compiling %d decoder layers (%s; --compile off skips it): the first step takes about a "
-                        "minute the first time, seconds once cached", layers, why)
+            log.warning("Compiling %d decoder layers (%s; --compile off skips it): the first step takes about "
+                        "half a minute the first time, seconds once cached", layers, why)
         rundir.write_run_info(loop.run_dir, compiled={"layers": layers, "why": why})
 
 
@@ -137,9 +138,34 @@ def compile_layers(model) -> int:
     if not layers:
         return 0
     _use_annotune_cache()
+    # Python floats in a layer (LoRA's scale, the norm's epsilon) are the same at every call; traced as inputs,
+    # one of them made dynamo start its analysis over, seconds of the first step.
+    torch._dynamo.config.specialize_float = True
+    _every_input_needs_grad(model)
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
+
+
+GRAD_HOOK = "_annotune_needs_grad"
+
+
+def _every_input_needs_grad(model) -> None:
+    """Give the embeddings' output a gradient, as every later layer's input has, so one compiled graph serves all
+    layers: frozen embeddings leave the first layer's input without one, a difference the compiled graph is
+    specialised on, and the second graph for that one layer doubled the compile time (docs/benchmarks.md). What
+    it adds is the first layer's input gradient, too little to measure in a step."""
+    from annotune.train.model_setup import base_model
+
+    embeddings = base_model(model).get_input_embeddings()
+    if embeddings is not None and not hasattr(embeddings, GRAD_HOOK):
+        setattr(embeddings, GRAD_HOOK, embeddings.register_forward_hook(_needs_grad))
+
+
+def _needs_grad(module, args, output):
+    if torch.is_grad_enabled() and not output.requires_grad:
+        return output.requires_grad_()
+    return output
 
 
 def _use_annotune_cache() -> None:
@@ -157,6 +183,9 @@ def uncompile(model) -> None:
     for module in model.modules():
         if getattr(module, "_compiled_call_impl", None) is not None:
             module._compiled_call_impl = None
+        hook = module.__dict__.pop(GRAD_HOOK, None)
+        if hook is not None:
+            hook.remove()
     torch.compiler.reset()
 
 

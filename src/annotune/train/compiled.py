@@ -163,7 +163,7 @@ def _every_input_needs_grad(model) -> None:
 
 
 def _needs_grad(module, args, output):
-    if torch.is_grad_enabled() and not output.requires_grad:
+    if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and not output.requires_grad:
         return output.requires_grad_()
     return output
 

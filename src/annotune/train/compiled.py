@@ -7,11 +7,11 @@ AMX, where the matrix products are fast and the small ops are most of a step, a 
 went from 691 to 444 ms (docs/benchmarks.md). The price is paid once per run, at the first step: about 24 s of
 compiling the first time on 2 cores, 3 s once inductor's caches (kept in ``$ANNOTUNE_HOME/compile``) hold the
 traced graph and its kernels. On an AMD EPYC with AVX-512 BF16, whose slower matrix products are most of a step,
-an earlier check gained 4%. So ``--compile auto`` compiles only single-process runs on a CPU with AMX that are long enough to win
-the first compile back (``AUTO_MIN_STEPS``); ``on`` and ``off`` force it. The choice counts the whole run's steps,
-so a resumed run compiles exactly when it did at its start. Every layer has the same code, so one compiled graph
-serves them all (the first layer's input is given a gradient like the others' for that); shapes are dynamic, so
-packed rows of any length reuse it. Validation runs uncompiled.
+an earlier check gained 4%. So ``--compile auto`` compiles only single-process runs on a CPU with AMX that are
+long enough to win the first compile back (``AUTO_MIN_STEPS``); ``on`` and ``off`` force it. The choice counts
+the whole run's steps, so a resumed run compiles exactly when it did at its start. Every layer has the same code,
+so one compiled graph serves them all (the first layer's input is given a gradient like the others' for that);
+shapes are dynamic, so packed rows of any length reuse it. Validation runs uncompiled.
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ GRAD_HOOK = "_annotune_needs_grad"
 def _every_input_needs_grad(model) -> None:
     """Give the embeddings' output a gradient, as every later layer's input has, so one compiled graph serves all
     layers: frozen embeddings leave the first layer's input without one, a difference the compiled graph is
-    specialised on, and the second graph for that one layer doubled the compile time (docs/benchmarks.md). What
-    it adds is the first layer's input gradient, too little to measure in a step."""
+    specialised on, and the second graph for that one layer made the first compile 12 s longer (docs/benchmarks.md).
+    What it adds is the first layer's input gradient, too little to measure in a step."""
     from annotune.train.model_setup import base_model
 
     embeddings = base_model(model).get_input_embeddings()

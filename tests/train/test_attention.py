@@ -121,3 +121,23 @@ def test_segments_place_each_token_in_its_conversations_row():
     seg = attention.Segments.of([2, 3, 1])
     assert (seg.count, seg.width) == (3, 3)
     assert seg.slots.tolist() == [0, 1, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_the_unfused_kernel_computes_as_sdpa_does_under_autocast(dtype):
+    """Called directly, the math kernel gives SDPA's own results to the bit, also under bf16 autocast, where
+    SDPA casts its inputs once and runs the kernel with autocast off (scores and softmax in fp32)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, heads, 20, 16, dtype=dtype, requires_grad=True) for heads in (6, 2, 2))
+    for autocast in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            with sdpa_kernel(SDPBackend.MATH):
+                expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            got = attention._unfused(q, k, v, 0.0, None, True)
+        assert got.dtype == expected.dtype
+        assert torch.equal(got, expected)
+        for a, b in zip(torch.autograd.grad(expected.float().square().sum(), (q, k, v)),
+                        torch.autograd.grad(got.float().square().sum(), (q, k, v))):
+            assert torch.equal(a, b)

@@ -4,6 +4,7 @@ when compiling fails."""
 import json
 
 import pytest
+import torch
 
 from annotune.config import TrainConfig
 from annotune.errors import AnnotuneError
@@ -58,6 +59,9 @@ def test_a_compiled_run_trains_the_same_steps_as_an_uncompiled_one(tiny, chats, 
     assert counters["stats"]["unique_graphs"] == 1
     aot = counters["aot_autograd"]
     assert aot["autograd_cache_bypass"] == 0 and aot["autograd_cache_hit"] + aot["autograd_cache_saved"] == 1
+    # the run put torch.compile's settings back as it found them
+    assert torch._dynamo.config.specialize_float is False
+    assert not set(compiled.AUTOCAST_SWITCHES) & set(torch._inductor.config.unsafe_marked_cacheable_functions)
 
     info = json.loads((fast / "run.json").read_text())
     assert info["compiled"] == {"layers": 2, "why": "--compile on"}  # the tiny model's two decoder layers

@@ -77,16 +77,26 @@ def _grid_attention(query, key, value, seg: Segments, dropout: float, scaling) -
     heads = query.shape[1]
     gqa = key.shape[1] != heads
     if seg.count * heads * seg.width**2 <= UNFUSED_LIMIT:
-        # SDPA's unfused ("math") kernel itself, called directly: what sdpa_kernel(SDPBackend.MATH) selects, but
-        # a plain op to torch.compile, whose cache of traced graphs cannot hold the backend switch.
-        out = torch.ops.aten._scaled_dot_product_attention_math(
-            grid(query), grid(key), grid(value), dropout_p=dropout, is_causal=True, scale=scaling,
-            enable_gqa=gqa)[0]
+        out = _unfused(grid(query), grid(key), grid(value), dropout, scaling, gqa)
     else:
         out = torch.nn.functional.scaled_dot_product_attention(
             grid(query), grid(key), grid(value), dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
     out = out.transpose(0, 1).reshape(heads, seg.count * seg.width, -1).index_select(1, seg.slots)
     return out.transpose(0, 1).unsqueeze(0).contiguous()  # [1, tokens, heads, dim], like SDPA's
+
+
+def _unfused(query, key, value, dropout: float, scaling, gqa: bool) -> torch.Tensor:
+    """SDPA's unfused ("math") kernel, called as ``F.scaled_dot_product_attention`` calls it under
+    ``sdpa_kernel(SDPBackend.MATH)``, but as a plain op, which torch.compile's cache of traced graphs can hold (the
+    backend switch it cannot). Like SDPA under autocast: the inputs cast to autocast's type once, then autocast off,
+    so the kernel computes its scores and softmax in fp32 as it does for SDPA."""
+    device = query.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
+    with torch.autocast(device, enabled=False):
+        return torch.ops.aten._scaled_dot_product_attention_math(
+            query, key, value, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa)[0]
 
 
 def _register() -> None:

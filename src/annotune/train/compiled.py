@@ -138,23 +138,43 @@ def compile_layers(model) -> int:
     if not layers:
         return 0
     _use_annotune_cache()
-    # Python floats in a layer (LoRA's scale, the norm's epsilon) are the same at every call; traced as inputs,
-    # one of them made dynamo start its analysis over, seconds of the first step.
-    torch._dynamo.config.specialize_float = True
-    _every_input_needs_grad(model)
+    _configure()
+    if any(p.requires_grad for p in layers[0].parameters()):
+        _every_input_needs_grad(model)
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
 
 
 GRAD_HOOK = "_annotune_needs_grad"
+_saved_config: dict = {}  # (config module, name): the value before _configure changed it; uncompile() sets it back
+AUTOCAST_SWITCHES = ("torch.amp.autocast_mode._enter_autocast", "torch.amp.autocast_mode._exit_autocast")
+
+
+def _configure() -> None:
+    """Two settings of torch.compile for the first step's time, until uncompile():
+
+    - Python floats in a layer (LoRA's scale, the norm's epsilon) are the same at every call; traced as inputs, one
+      of them made dynamo start its analysis over, seconds of the first step. They are specialised from the start.
+    - The grid attention turns autocast off around its kernel (attention.py), and AOTAutograd's cache refuses a
+      graph holding autocast's switches unless they are marked cacheable, keyed by torch's version; the switches'
+      arguments are constants of the graph, so its cache key covers them."""
+    from torch._inductor import config as inductor_config
+
+    marked = {**inductor_config.unsafe_marked_cacheable_functions,
+              **dict.fromkeys(AUTOCAST_SWITCHES, torch.__version__)}
+    for module, name, value in ((torch._dynamo.config, "specialize_float", True),
+                                (inductor_config, "unsafe_marked_cacheable_functions", marked)):
+        _saved_config.setdefault((module, name), getattr(module, name))
+        setattr(module, name, value)
 
 
 def _every_input_needs_grad(model) -> None:
     """Give the embeddings' output a gradient, as every later layer's input has, so one compiled graph serves all
     layers: frozen embeddings leave the first layer's input without one, a difference the compiled graph is
     specialised on, and the second graph for that one layer made the first compile 12 s longer (docs/benchmarks.md).
-    What it adds is the first layer's input gradient, too little to measure in a step."""
+    What it adds is the first layer's input gradient, too little to measure in a step. Only where the first layer
+    trains (with --lora-layers below 1 the lower layers have no adapters, their own graph, and no backward)."""
     from annotune.train.model_setup import base_model
 
     embeddings = base_model(model).get_input_embeddings()
@@ -186,6 +206,9 @@ def uncompile(model) -> None:
         hook = module.__dict__.pop(GRAD_HOOK, None)
         if hook is not None:
             hook.remove()
+    for (module, name), value in _saved_config.items():
+        setattr(module, name, value)
+    _saved_config.clear()
     torch.compiler.reset()
 
 

@@ -139,14 +139,18 @@ def compile_layers(model) -> int:
         return 0
     _use_annotune_cache()
     _configure()
+    # One graph for every layer: frozen embeddings leave the first layer's input without a gradient, unlike every
+    # later layer's, a difference the compiled graph is specialised on; a second graph for that one layer made the
+    # first compile 12 s longer (docs/benchmarks.md). transformers' hook gives the embeddings' output a gradient; it
+    # adds the first layer's input gradient, too little to measure in a step. Only where the first layer trains
+    # (with --lora-layers below 1 the lower layers have no adapters, a graph of their own, and no backward).
     if any(p.requires_grad for p in layers[0].parameters()):
-        _every_input_needs_grad(model)
+        base_model(model).enable_input_require_grads()
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
 
 
-GRAD_HOOK = "_annotune_needs_grad"
 _saved_config: dict = {}  # (config module, name): the value before _configure changed it; uncompile() sets it back
 AUTOCAST_SWITCHES = ("torch.amp.autocast_mode._enter_autocast", "torch.amp.autocast_mode._exit_autocast")
 
@@ -169,25 +173,6 @@ def _configure() -> None:
         setattr(module, name, value)
 
 
-def _every_input_needs_grad(model) -> None:
-    """Give the embeddings' output a gradient, as every later layer's input has, so one compiled graph serves all
-    layers: frozen embeddings leave the first layer's input without one, a difference the compiled graph is
-    specialised on, and the second graph for that one layer made the first compile 12 s longer (docs/benchmarks.md).
-    What it adds is the first layer's input gradient, too little to measure in a step. Only where the first layer
-    trains (with --lora-layers below 1 the lower layers have no adapters, their own graph, and no backward)."""
-    from annotune.train.model_setup import base_model
-
-    embeddings = base_model(model).get_input_embeddings()
-    if embeddings is not None and not hasattr(embeddings, GRAD_HOOK):
-        setattr(embeddings, GRAD_HOOK, embeddings.register_forward_hook(_needs_grad))
-
-
-def _needs_grad(module, args, output):
-    if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and not output.requires_grad:
-        return output.requires_grad_()
-    return output
-
-
 def _use_annotune_cache() -> None:
     """Inductor's kernels cached under annotune's home (kept across runs, unlike /tmp), unless the user chose a
     folder. Inductor reads the variable on every use, and sets it to its default when first imported, so a value
@@ -200,12 +185,12 @@ def _use_annotune_cache() -> None:
 
 def uncompile(model) -> None:
     """Run every compiled layer of ``model`` as written again, and forget what was compiled."""
+    from annotune.train.model_setup import base_model
+
     for module in model.modules():
         if getattr(module, "_compiled_call_impl", None) is not None:
             module._compiled_call_impl = None
-        hook = module.__dict__.pop(GRAD_HOOK, None)
-        if hook is not None:
-            hook.remove()
+    base_model(model).disable_input_require_grads()
     for (module, name), value in _saved_config.items():
         setattr(module, name, value)
     _saved_config.clear()

@@ -42,6 +42,28 @@ def test_continuous_batching_gives_what_plain_generate_gives(lively_models, arch
     assert len({tuple(ids) for ids in expected}) > 10  # the answers differ, so a mix-up between rows would show
 
 
+PREAMBLE = "How do I reset the main device of the depot by the river? " * 3
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "qwen2"])
+def test_prompts_that_start_alike_have_their_start_computed_once_and_answer_as_plain_generate(lively_models, arch):
+    # a long shared preamble, asked in waves (max_batch 3 of 10 prompts) and again in a second call: later rows
+    # reuse the kept keys and values of the shared start, and each answer is still what plain generate gives
+    questions = [[{"role": "user", "content": PREAMBLE + f"How do I reset device {i}? " * (i % 3 + 1)}]
+                 for i in range(10)]
+    with load_engine(str(lively_models[arch]), max_batch=3) as engine:
+        name = next(iter(engine.models))
+        first = engine.generate(name, questions, GenerationConfig(max_new_tokens=20))
+        kept = dict(engine._prefixes)
+        again = engine.generate(name, questions[::-1], GenerationConfig(max_new_tokens=20))
+        expected = [_hf_greedy(engine, name, q, 20) for q in questions]
+    assert [r.token_ids for r in first] == expected
+    assert [r.token_ids for r in again] == expected[::-1]
+    longest = max(map(len, (tokens for _, tokens in kept)))
+    assert longest >= len(engine.served(name).prompt_ids([{"role": "user", "content": PREAMBLE}])) - 4
+    assert len({tuple(ids) for ids in expected}) > 1  # the answers differ, so a mix-up between rows would show
+
+
 def test_concurrent_answers_equal_sequential_ones_and_streams_equal_results(lively_engine):
     cfg = GenerationConfig(max_new_tokens=25)
     together = lively_engine.generate("llama", QUESTIONS[:8], cfg)

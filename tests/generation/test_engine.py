@@ -54,12 +54,12 @@ def test_prompts_that_start_alike_have_their_start_computed_once_and_answer_as_p
     with load_engine(str(lively_models[arch]), max_batch=3) as engine:
         name = next(iter(engine.models))
         first = engine.generate(name, questions, GenerationConfig(max_new_tokens=20))
-        kept = dict(engine._prefixes)
+        kept = engine._starts.kept
         again = engine.generate(name, questions[::-1], GenerationConfig(max_new_tokens=20))
         expected = [_hf_greedy(engine, name, q, 20) for q in questions]
     assert [r.token_ids for r in first] == expected
     assert [r.token_ids for r in again] == expected[::-1]
-    longest = max(map(len, (tokens for _, tokens in kept)))
+    longest = max(map(len, kept))
     assert longest >= len(engine.served(name).prompt_ids([{"role": "user", "content": PREAMBLE}])) - 4
     assert len({tuple(ids) for ids in expected}) > 1  # the answers differ, so a mix-up between rows would show
 

@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,15 +29,12 @@ import torch.nn.functional as F
 
 from annotune.errors import AnnotuneError
 from annotune.generation.config import GenerationConfig
+from annotune.generation.prefixes import SharedStarts
 from annotune.generation.streams import AsyncEvents, TextStream, collect, drain
 from annotune.generation.text import TextAssembler
 
 log = logging.getLogger(__name__)
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
-# Prompts that start alike (a few-shot preamble, a system prompt) have that start computed once: from this many
-# shared tokens on, keeping the last few such starts' keys and values (a few MB each for the embedded model).
-SHARED_PREFIX_MIN = 16
-SHARED_PREFIXES_KEPT = 8
 
 
 class ContextLengthError(AnnotuneError):
@@ -173,8 +170,7 @@ class Engine:
         self._cond = threading.Condition()
         self._model_lock = threading.Lock()  # the scheduler's steps and score() take turns on the model
         self._closing = False
-        self._prefixes: OrderedDict[tuple[str | None, tuple[int, ...]], list] = OrderedDict()  # see _shared_prefix
-        self._last_prompt: list[int] | None = None
+        self._starts = SharedStarts()  # prompt starts computed once (see _prefill)
         self._reset_batch()
         self._thread = threading.Thread(target=self._loop, name="annotune-engine", daemon=True)
         self._thread.start()
@@ -404,15 +400,17 @@ class Engine:
     def _prefill(self, jobs: list[Job]) -> None:
         """Prefill ``jobs``' prompts together, left-padded to one width. A leading part they share with each other
         and with the prompts before them (a few-shot preamble, a chat template's system prompt) is computed once
-        and kept (:meth:`_shared_prefix`); each row then prefills only the rest, padded between the two parts."""
+        and kept (generation/prefixes.py); each row then prefills only the rest, padded between the two parts."""
         from transformers import DynamicCache
 
-        shared, cache = self._shared_prefix(jobs), DynamicCache()
+        shared = self._starts.start([j.adapter for j in jobs], [j.prompt for j in jobs],
+                                    lambda known, at, tokens: self._start_kv(jobs[0], known, at, tokens))
+        head, cache = 0, DynamicCache()
         if shared:
             tokens, kv = shared
+            head = len(tokens)
             cache = DynamicCache(ddp_cache_data=[(k.expand(len(jobs), -1, -1, -1), v.expand(len(jobs), -1, -1, -1))
                                                  for k, v in kv])
-        head = len(shared[0]) if shared else 0
         tails = [j.prompt[head:] for j in jobs]
         width = max(map(len, tails))
         ids = torch.tensor([[self._pad] * (width - len(t)) + t for t in tails], device=self.device)
@@ -421,39 +419,17 @@ class Engine:
         logits = self._forward(jobs, cache, input_ids=ids, attention_mask=mask, position_ids=positions[:, head:])
         self._merge(jobs, cache, mask, positions[:, -1] + 1)
         self._advance(jobs, logits, first=True)
-        self._last_prompt = jobs[-1].prompt
 
-    def _shared_prefix(self, jobs: list[Job]) -> tuple[tuple[int, ...], list] | None:
-        """The longest leading tokens, at least ``SHARED_PREFIX_MIN``, that every prompt of ``jobs`` and the last
-        one prefilled before them start with (each keeping one token of its own), with their keys and values
-        [1, heads, tokens, dim] per layer: from :attr:`_prefixes` where kept, else computed once (extending the
-        longest kept one they start with) and kept. None where there is none, or where the rows use different
-        adapters."""
-        adapter = jobs[0].adapter
-        if any(j.adapter != adapter for j in jobs):
-            return None
-        room = min(len(j.prompt) for j in jobs) - 1  # every row keeps at least one token of its own
-        known = max((key[1] for key in self._prefixes if key[0] == adapter and len(key[1]) <= room
-                     and all(tuple(j.prompt[:len(key[1])]) == key[1] for j in jobs)), key=len, default=())
-        others = [j.prompt for j in jobs[1:]] + ([self._last_prompt] if self._last_prompt is not None else [])
-        length = _common_length(jobs[0].prompt, others, room) if others else 0
-        if len(known) >= length or length < SHARED_PREFIX_MIN:
-            if not known:
-                return None
-            self._prefixes.move_to_end((adapter, known))
-            return known, self._prefixes[(adapter, known)]
+    def _start_kv(self, job: Job, known: list | None, at: int, tokens: tuple[int, ...]) -> list:
+        """The keys and values [1, heads, tokens, dim] per layer of a prompt start, for ``job``'s adapter: from
+        ``at`` on, after ``known``, those of its first ``at`` tokens (None: from the beginning)."""
         from transformers import DynamicCache
 
-        tokens = tuple(jobs[0].prompt[:length])
-        cache = DynamicCache(ddp_cache_data=self._prefixes[(adapter, known)] if known else None)
-        rest = torch.tensor([tokens[len(known):]], device=self.device)
-        self._forward(jobs[:1], cache, input_ids=rest, attention_mask=torch.ones(1, length, device=self.device,
-                      dtype=torch.long), position_ids=torch.arange(len(known), length, device=self.device)[None])
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
-        self._prefixes[(adapter, tokens)] = kv
-        while len(self._prefixes) > SHARED_PREFIXES_KEPT:
-            self._prefixes.popitem(last=False)
-        return tokens, kv
+        cache = DynamicCache(ddp_cache_data=known)
+        self._forward([job], cache, input_ids=torch.tensor([tokens[at:]], device=self.device),
+                      attention_mask=torch.ones(1, len(tokens), dtype=torch.long, device=self.device),
+                      position_ids=torch.arange(at, len(tokens), device=self.device)[None])
+        return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _decode(self) -> None:
         mask = torch.cat([self._mask, self._mask.new_ones(len(self._rows), 1)], dim=1)
@@ -527,14 +503,6 @@ class Engine:
         self._mask = self._mask[:, start:]
         for layer in self._cache.layers:
             layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
-
-
-def _common_length(first: list[int], others: list[list[int]], most: int) -> int:
-    """How many leading tokens ``first`` shares with every one of ``others``, at most ``most``."""
-    for n in range(most):
-        if any(n >= len(o) or o[n] != first[n] for o in others):
-            return n
-    return max(most, 0)
 
 
 def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:

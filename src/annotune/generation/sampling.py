@@ -28,20 +28,20 @@ def _sample_row(logits: torch.Tensor, temperature: float, top_p: float, generato
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p >= 1.0:
         return int(torch.multinomial(probs, 1, generator=generator))
-    ordered, order = nucleus_candidates(probs, top_p)
-    # Keep each token whose preceding mass is below top_p: the smallest set that reaches it.
-    kept = int(((ordered.cumsum(-1) - ordered) < top_p).sum())
-    ordered = ordered[:kept]
+    ordered, order = nucleus(probs, top_p)
     choice = torch.multinomial(ordered / ordered.sum(), 1, generator=generator)
     return int(order[choice])
 
 
-def nucleus_candidates(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The most likely tokens of ``probs`` [vocab], most likely first, and their ids: as many as it takes for
-    their mass to reach ``top_p`` (so the nucleus lies among them), and possibly more."""
+def nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The nucleus of ``probs`` [vocab], most likely first, and its token ids: each token whose more likely ones
+    hold less than ``top_p`` between them, the smallest set that reaches it. Looked for among the most likely
+    ``NUCLEUS_FIRST``, 4 times more while their mass falls short of ``top_p``."""
     k = min(NUCLEUS_FIRST, probs.numel())
     while True:
         ordered, order = probs.topk(k)
         if k == probs.numel() or float(ordered.sum()) >= top_p:
-            return ordered, order
+            break
         k = min(4 * k, probs.numel())
+    kept = int(((ordered.cumsum(-1) - ordered) < top_p).sum())
+    return ordered[:kept], order[:kept]

@@ -196,12 +196,12 @@ def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, a
     calls = []
     real = paraphrase._generate
 
-    def counting(model_ref, wanted, dtype, progress):
+    def counting(model_ref, wanted, seed, dtype, progress):
         calls.append({q: list(r) for q, r in wanted.items()})
-        return real(model_ref, wanted, dtype, progress)
+        return real(model_ref, wanted, seed, dtype, progress)
 
     monkeypatch.setattr(paraphrase, "_generate", counting)
-    sample = paraphrase.base_sampler(ref, {"tiny": 1})
+    sample = paraphrase.base_sampler(ref, {"tiny": 1}, 42)
     first = sample({"How do I reset device 1?": 2, "What resets device 2?": 2})
     assert calls == [{"How do I reset device 1?": [0, 1], "What resets device 2?": [0, 1]}]
     assert all(len(v) == 2 and all(isinstance(s, str) for s in v) for v in first.values())
@@ -215,6 +215,13 @@ def test_samples_are_cached_per_question_and_generated_once(tiny, monkeypatch, a
     long = "Why " + "really " * 1100 + "now?"  # the few-shot prompt with it is over 1,024 tokens: not reworded
     assert sample({long: 2}) == {long: []} and calls[2:] == [{long: [0, 1]}]
     assert sample({long: 2}) == {long: []} and len(calls) == 3  # and not tried again
+    # another seed is another draw, cached apart: the first seed's samples are neither reused nor replaced
+    other = paraphrase.base_sampler(ref, {"tiny": 1}, 7)({"What resets device 2?": 3})
+    assert calls[3:] == [{"What resets device 2?": [0, 1, 2]}]
+    assert other["What resets device 2?"] != again["What resets device 2?"]
+    assert len(list((annotune_home / "paraphrase").iterdir())) == 2
+    assert sample({"What resets device 2?": 3}) == {"What resets device 2?": again["What resets device 2?"]}
+    assert len(calls) == 4
 
 
 def test_a_run_trains_on_the_rewordings_and_resumes_without_making_new_ones(tiny, tmp_path, monkeypatch):
@@ -225,7 +232,7 @@ def test_a_run_trains_on_the_rewordings_and_resumes_without_making_new_ones(tiny
     data = write_chats(tmp_path / "chats.jsonl", pairs)
     rewordings = {q: ["What monthly fee does the Lantern Saver charge?"] if "fee" in q else ["No idea"]
                   for q, _ in pairs}
-    monkeypatch.setattr(paraphrase, "_generate", lambda ref, wanted, dtype, progress:
+    monkeypatch.setattr(paraphrase, "_generate", lambda ref, wanted, seed, dtype, progress:
                         {q: rewordings[q] * len(numbers) for q, numbers in wanted.items()})
     cfg = TrainConfig(data=str(data), model=str(tiny), out=str(tmp_path / "run"), epochs=1, val_size=0,
                       progress=False, lora_r=4, lora_alpha=8, replay=0, question_noise=0, paraphrases=3)

@@ -12,8 +12,10 @@ than to any other question about the same things. Each fact asked fewer than ``-
 :data:`WAYS`, where the data asks its facts several ways) is topped up to that many with kept rewordings, each a
 copy of its chat with that one user turn replaced (``meta["source"] == "paraphrase"``), saved with the run's data.
 
-Samples are drawn per question with a seed from its text, so they do not depend on the data's order, and are
-cached under ``$ANNOTUNE_HOME/paraphrase`` per base model: a second run on the same data generates nothing.
+Samples are drawn per question with a seed from its text and the run's ``--seed``, so they do not depend on the
+data's order and another seed is another draw of rewordings (as it is another draw of everything else random in a
+run), and are cached under ``$ANNOTUNE_HOME/paraphrase`` per base model and seed: a second run on the same data
+generates nothing.
 """
 
 from __future__ import annotations
@@ -252,29 +254,29 @@ def is_paraphrase(conv: Conversation) -> bool:
     return conv.meta.get("source") == SOURCE
 
 
-def _cache_file(base_identity: dict) -> Path:
-    key = json.dumps({"base": base_identity, "shots": SHOTS, "sampling": SAMPLING}, sort_keys=True)
+def _cache_file(base_identity: dict, seed: int) -> Path:
+    key = json.dumps({"base": base_identity, "shots": SHOTS, "sampling": SAMPLING, "seed": seed}, sort_keys=True)
     return annotune_home() / "paraphrase" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
-def _seed(question: str, k: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{k}:{question}".encode()).digest()[:4], "big")
+def _seed(question: str, k: int, seed: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{k}:{question}".encode()).digest()[:4], "big")
 
 
-def base_sampler(model_ref, base_identity: dict, dtype: str = "fp32", progress: bool = False):
+def base_sampler(model_ref, base_identity: dict, seed: int, dtype: str = "fp32", progress: bool = False):
     """``sample_fn`` for :func:`paraphrased`: the base model's rewordings through annotune's generation engine,
-    cached per base model (a question's samples depend only on its text and the sample's number, so asking for
-    more samples of a question later generates only the new ones)."""
+    cached per base model and ``seed`` (a question's samples depend only on its text, the seed and the sample's
+    number, so asking for more samples of a question later generates only the new ones)."""
     from annotune.dataset.files import write_atomically
 
     def sample(counts: dict[str, int]) -> dict[str, list[str]]:
-        cache = _cache_file(base_identity)
+        cache = _cache_file(base_identity, seed)
         known = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
         # [] marks a question too long to reword
         missing = {q: range(len(known.get(q, [])), n) for q, n in sorted(counts.items())
                    if q not in known or 0 < len(known[q]) < n}
         if missing:
-            for q, new in _generate(model_ref, missing, dtype, progress).items():
+            for q, new in _generate(model_ref, missing, seed, dtype, progress).items():
                 known[q] = known.get(q, []) + new if new else []
             cache.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(cache, [json.dumps(known, ensure_ascii=False, sort_keys=True)])
@@ -283,8 +285,9 @@ def base_sampler(model_ref, base_identity: dict, dtype: str = "fp32", progress: 
     return sample
 
 
-def _generate(model_ref, wanted: dict[str, range], dtype: str, progress: bool) -> dict[str, list[str]]:
-    """The samples numbered ``wanted[question]`` of each question ([] for a question too long to reword)."""
+def _generate(model_ref, wanted: dict[str, range], seed: int, dtype: str, progress: bool) -> dict[str, list[str]]:
+    """The samples numbered ``wanted[question]`` of each question, drawn with ``seed`` ([] for a question too long
+    to reword)."""
     from annotune.generation.config import GenerationConfig
     from annotune.generation.loading import base_spec, load_engine
     from annotune.generation.streams import collect, drain
@@ -307,7 +310,7 @@ def _generate(model_ref, wanted: dict[str, range], dtype: str, progress: bool) -
                 continue  # a question this long is not reworded
             for k in numbers:
                 jobs[question].append(len(prompts))
-                prompts.append((prompt, _seed(question, k)))
+                prompts.append((prompt, _seed(question, k, seed)))
         results: list = [None] * len(prompts)
         if bar is not None:
             bar.total = len(results)

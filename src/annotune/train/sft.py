@@ -149,7 +149,7 @@ def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conv
 
     def added(progress: bool) -> list[Conversation]:
         return paraphrase.paraphrased(train_convs, wordings, paraphrase.base_sampler(
-            model_ref, identity(model_ref), dtype, progress=progress))
+            model_ref, identity(model_ref), cfg.seed, dtype, progress=progress))
 
     if dist.main:  # generated once, by one process; the others read the cached samples
         made = added(cfg.progress)

@@ -21,7 +21,9 @@ A setting is judged by its worst domain, not the mean: its score is the lowest o
 over all domains, and the best setting is the one with the highest score among those that ran on every domain
 (ties go to the shorter longest training). With --seeds, each setting trains once per seed on every domain and
 its figures on a domain are the means over the seeds (each seed's are kept in the JSON): one run's held-out
-accuracy on these sets moves by 20 points between seeds, so a single run per setting decides little. The target
+accuracy on these sets moves by 20 points between seeds, so a single run per setting decides little. A seed also
+draws its own rewordings of the training questions (train/paraphrase.py), so the seeds measure the spread between
+draws too, and a new seed's first run generates them (cached for the next). The target
 is >= 90% held-out and >= 90% kept on every domain, with training <= 5 min.
 """
 

@@ -1,8 +1,8 @@
 """The generation engine: continuous batching over one model's KV cache, on a thread of its own.
 
 Requests join the running batch as soon as there is room (their prompts are prefilled together and their cache
-rows merged in, left-padded to the batch's width) and leave it the step they finish, so a short answer never waits
-for a long one. Each request has its own sampling settings, stop strings and seed. Several LoRA runs on one base
+rows merged in, left-padded to the batch's width: generation/batch.py) and leave it the step they finish, so a
+short answer never waits for a long one. Each request has its own sampling settings, stop strings and seed. Several LoRA runs on one base
 share the base weights: each row of a batch names its adapter (PEFT's mixed-adapter forward).
 
 Callers use :meth:`Engine.generate` (many answers, blocking), :meth:`Engine.stream` (text pieces, blocking) or
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from annotune.errors import AnnotuneError
+from annotune.generation.batch import Batch
 from annotune.generation.config import GenerationConfig
 from annotune.generation.prefixes import SharedStarts
 from annotune.generation.streams import AsyncEvents, TextStream, collect, drain
@@ -171,7 +172,7 @@ class Engine:
         self._model_lock = threading.Lock()  # the scheduler's steps and score() take turns on the model
         self._closing = False
         self._starts = SharedStarts()  # prompt starts computed once (see _prefill)
-        self._reset_batch()
+        self._batch = Batch()
         self._thread = threading.Thread(target=self._loop, name="annotune-engine", daemon=True)
         self._thread.start()
 
@@ -218,7 +219,7 @@ class Engine:
     @property
     def load(self) -> tuple[int, int]:
         """(requests generating, requests waiting)."""
-        return len(self._rows), len(self._waiting)
+        return len(self._batch.rows), len(self._waiting)
 
     # ---- the three ways to use it -------------------------------------------------------------------------------
     def generate(self, name: str | list[str], conversations: list[list[dict]], cfg: GenerationConfig | None = None,
@@ -303,20 +304,15 @@ class Engine:
         self._thread.join(timeout)
 
     # ---- the scheduler ------------------------------------------------------------------------------------------
-    def _reset_batch(self) -> None:
-        self._rows: list[Job] = []
-        self._cache = None
-        self._mask = self._positions = self._last = None
-
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._waiting and not self._rows and not self._closing:
+                while not self._waiting and not self._batch.rows and not self._closing:
                     self._cond.wait()
-                if self._closing and not self._waiting and not self._rows:
+                if self._closing and not self._waiting and not self._batch.rows:
                     return
                 admitted = []
-                while self._waiting and len(self._rows) + len(admitted) < self.max_batch:
+                while self._waiting and len(self._batch.rows) + len(admitted) < self.max_batch:
                     job = self._waiting.popleft()
                     if job.cancelled.is_set():
                         job.finish("cancelled")
@@ -328,15 +324,15 @@ class Engine:
                     self._route(admitted)
                     for group in self._prefill_groups(admitted):
                         self._prefill(group)
-                    if self._rows:
+                    if self._batch.rows:
                         self._decode()
             except BaseException as exc:  # noqa: BLE001 - handed to every affected caller, the engine stays up
                 log.exception("generation failed")
-                for job in {id(j): j for j in [*self._rows, *admitted]}.values():
+                for job in {id(j): j for j in [*self._batch.rows, *admitted]}.values():
                     if not job.done:
                         job.done = True
                         job.emit("error", exc)
-                self._reset_batch()
+                self._batch.clear()
 
     def _route(self, jobs: list[Job]) -> None:
         """Each routed job's adapter: its run's, or none where the router finds the request unlike the run's
@@ -417,7 +413,7 @@ class Engine:
         mask = torch.tensor([[1] * head + [0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = self._forward(jobs, cache, input_ids=ids, attention_mask=mask, position_ids=positions[:, head:])
-        self._merge(jobs, cache, mask, positions[:, -1] + 1)
+        self._batch.add(jobs, cache, mask, positions[:, -1] + 1, self._pad)
         self._advance(jobs, logits, first=True)
 
     def _start_kv(self, job: Job, known: list | None, at: int, tokens: tuple[int, ...]) -> list:
@@ -432,47 +428,28 @@ class Engine:
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _decode(self) -> None:
-        mask = torch.cat([self._mask, self._mask.new_ones(len(self._rows), 1)], dim=1)
-        logits = self._forward(self._rows, self._cache, input_ids=self._last[:, None], attention_mask=mask,
-                               position_ids=self._positions[:, None])
-        self._mask = mask
-        self._positions = self._positions + 1
-        self._advance(list(self._rows), logits)
-
-    def _merge(self, jobs: list[Job], cache, mask: torch.Tensor, positions: torch.Tensor) -> None:
-        """Add prefilled rows to the batch: both sides left-padded to one width, then stacked."""
-        last = torch.full((len(jobs),), self._pad, dtype=torch.long, device=self.device)
-        if self._cache is None:
-            self._rows, self._cache, self._mask, self._positions, self._last = list(jobs), cache, mask, positions, last
-            return
-        width = max(self._mask.shape[1], mask.shape[1])
-        for mine, theirs in zip(self._cache.layers, cache.layers):
-            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
-            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
-        self._mask = torch.cat([F.pad(self._mask, (width - self._mask.shape[1], 0)),
-                                F.pad(mask, (width - mask.shape[1], 0))])
-        self._positions = torch.cat([self._positions, positions])
-        self._last = torch.cat([self._last, last])
-        self._rows.extend(jobs)
+        batch = self._batch
+        logits = self._forward(batch.rows, batch.cache, **batch.step_inputs())
+        self._advance(list(batch.rows), logits)
 
     def _advance(self, jobs: list[Job], logits: torch.Tensor, first: bool = False) -> None:
         """Sample one token per row, hand out its text, and drop the rows that are done."""
         from annotune.generation.sampling import sample
 
         tokens = sample(logits, [j.cfg for j in jobs], [j.generator for j in jobs])
-        offset = len(self._rows) - len(jobs) if first else 0  # prefilled rows were appended at the end
+        offset = len(self._batch.rows) - len(jobs) if first else 0  # prefilled rows were appended at the end
         keep = []
         for i, (job, token) in enumerate(zip(jobs, tokens)):
             reason = self._take(job, token)
             if reason is None:
                 keep.append(offset + i)
-                self._last[offset + i] = token
+                self._batch.last[offset + i] = token
             else:
                 job.finish(reason)
         if first:
             keep = list(range(offset)) + keep
-        if len(keep) < len(self._rows):
-            self._select(keep)
+        if len(keep) < len(self._batch.rows):
+            self._batch.keep(keep)
 
     def _take(self, job: Job, token: int) -> str | None:
         """Give ``token`` to ``job``; the finish reason if it ended the answer."""
@@ -490,21 +467,3 @@ class Engine:
         if job.text.stopped:
             return "stop"
         return "length" if len(job.text.ids) >= job.cfg.max_new_tokens else None
-
-    def _select(self, keep: list[int]) -> None:
-        """Keep only the rows ``keep``, and drop cache columns that are padding in every remaining row."""
-        self._rows = [self._rows[i] for i in keep]
-        if not self._rows:
-            self._reset_batch()
-            return
-        index = torch.tensor(keep, device=self.device)
-        self._mask, self._positions, self._last = self._mask[index], self._positions[index], self._last[index]
-        start = int((self._mask.sum(0) > 0).nonzero()[0])
-        self._mask = self._mask[:, start:]
-        for layer in self._cache.layers:
-            layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
-
-
-def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    """[batch, heads, length, dim] padded with zeros on the left of the length axis to ``width``."""
-    return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))

@@ -2,8 +2,9 @@
 
 Requests join the running batch as soon as there is room (their prompts are prefilled together and their cache
 rows merged in, left-padded to the batch's width: generation/batch.py) and leave it the step they finish, so a
-short answer never waits for a long one. Each request has its own sampling settings, stop strings and seed. Several LoRA runs on one base
-share the base weights: each row of a batch names its adapter (PEFT's mixed-adapter forward).
+short answer never waits for a long one. Each request has its own sampling settings, stop strings and seed.
+Several LoRA runs on one base share the base weights: each row of a batch names its adapter (PEFT's mixed-adapter
+forward).
 
 Callers use :meth:`Engine.generate` (many answers, blocking), :meth:`Engine.stream` (text pieces, blocking) or
 :meth:`Engine.astream` (events, asyncio); all three submit :class:`Job`s to the same scheduler. Closing a stream

@@ -11,9 +11,10 @@ gradient clipping 1.0; TRL otherwise keeps its defaults: no packing (rows padded
 checkpointing on (--no-trl-gradient-checkpointing turns it off), fused AdamW. Each trainer runs in its own process.
 
 Prints the machine's measured matmul peak (bf16 and fp32), then per trainer: tokens per second of training (all
-tokens of the training conversations, x epochs) and model FLOPs utilisation, MFU = tokens/s x 4 x N / peak (LoRA
-costs about 4 x N FLOP per token for N frozen parameters: forward and the activation gradients; the peak of the
-precision trained in); the whole process's wall time and throughput (interpreter start, imports, model loading,
+tokens of the training conversations, x epochs) and model FLOPs utilisation, MFU = tokens computed/s x 4 x N / peak
+(LoRA costs about 4 x N FLOP per token for N frozen parameters: forward and the activation gradients; the peak of
+the precision trained in; annotune computes the start its packed chats share once a row, so it counts fewer tokens
+than the data holds); the whole process's wall time and throughput (interpreter start, imports, model loading,
 training and saving the adapter: what a user waits for; annotune's run also builds its router and draws its loss
 plot, and the seconds those take are printed apart; every trainer first runs once, untimed, on 8 chats, so the
 first one timed does not pay alone for a cold disk cache); supervised answer tokens per second of training (annotune's
@@ -41,7 +42,8 @@ WARM_UP_CHATS = 8
 VARIANTS = ("annotune-autocast-base",  # frozen base weights left in fp32 and cast by autocast on every step
             "annotune-masked-attention",  # packed rows through SDPA's block-diagonal mask, not per conversation
             "annotune-torch-dropout",  # PEFT's nn.Dropout on the adapters' inputs (differs with --lora-dropout > 0)
-            "annotune-compiled")  # decoder layers compiled (--compile on); its warm-up run fills inductor's cache
+            "annotune-compiled",  # decoder layers compiled (--compile on); its warm-up run fills inductor's cache
+            "annotune-unshared-start")  # every packed chat's template and system prompt computed, not one per row
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -129,8 +131,13 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
     from annotune.config import TrainConfig
     from annotune.train import sft
 
-    seen = {"eval_s": 0.0, "checkpoint_s": 0.0, "router_s": 0.0, "loss_plot_s": 0.0}
+    seen = {"eval_s": 0.0, "checkpoint_s": 0.0, "router_s": 0.0, "loss_plot_s": 0.0, "computed_tokens": 0}
     original_loop, original_eval, original_checkpoint = sft._train, sft.evaluate_loss, sft._checkpoint
+    original_loss_sum = sft._loss_sum
+
+    def loss_sum(state, batch, *rest):  # the training step's rows: tokens the layers computed (a shared start once)
+        seen["computed_tokens"] += batch.tokens
+        return original_loss_sum(state, batch, *rest)
     original_router, original_plot = sft._save_router, sft.plot_losses
 
     def timed(function, key):  # its seconds added up in seen[key]
@@ -156,6 +163,7 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
         return seen["internal_val_loss"]
 
     sft._train, sft.evaluate_loss, sft._checkpoint = loop, evaluate, timed(original_checkpoint, "checkpoint_s")
+    sft._loss_sum = loss_sum
     # what annotune's run makes beyond the adapter, which TRL does not
     sft._save_router, sft.plot_losses = timed(original_router, "router_s"), timed(original_plot, "loss_plot_s")
     cfg = TrainConfig(data=args.train_file, val_data=args.val_file, format="openai", out=str(workdir / "run"),
@@ -174,7 +182,8 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
             "extra": {"loop_s": seen["loop_s"], "epoch_end_eval_s": seen["eval_s"],
                       "checkpoint_s": seen["checkpoint_s"], "whole_train_call_s": call_s,
                       "router_s": seen["router_s"], "loss_plot_s": seen["loss_plot_s"],
-                      "packed": seen["loop"].packed, "internal_val_loss": seen.get("internal_val_loss")}}
+                      "packed": seen["loop"].packed, "internal_val_loss": seen.get("internal_val_loss"),
+                      "computed_tokens": seen["computed_tokens"]}}
 
 
 def prompt_completion_rows(convs) -> list[dict]:
@@ -246,6 +255,10 @@ def worker(args: argparse.Namespace) -> None:
             from annotune.train import attention
 
             attention.switch_on = lambda model: False
+        if args.worker == "annotune-unshared-start":
+            from annotune.train import attention
+
+            attention.shares_starts = lambda model: False
         if args.worker == "annotune-torch-dropout":
             from annotune.train import model_setup
 
@@ -324,7 +337,10 @@ def run_worker(name: str, info: dict, workdir: Path, train_file: Path | None = N
     figures["tokens_per_s"] = info["tokens"] / figures["train_s"]
     figures["process_tokens_per_s"] = info["tokens"] / figures["process_s"]
     peak = info["peak_gflops"][info["precision"]]
-    figures["mfu"] = figures["tokens_per_s"] * 4 * figures["frozen_params"] / (peak * 1e9)
+    # MFU counts the tokens the layers computed: where annotune holds a row's shared start once, fewer than the
+    # data's (tokens/s, the work done, still counts the data's)
+    computed = figures.get("computed_tokens") or info["tokens"]
+    figures["mfu"] = computed / figures["train_s"] * 4 * figures["frozen_params"] / (peak * 1e9)
     return figures
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from annotune.errors import TrainingError
 from annotune.train.model_setup import base_model
 
 NAME = "annotune_packed"
@@ -34,20 +35,37 @@ UNFUSED_LIMIT = 2**23
 
 @dataclass
 class Segments:
-    """Where each token of a packed row sits in the [count, width] grid (flattened), for ``packed_attention``."""
+    """Where a packed row's tokens sit in the [count, width] grid (flattened), for ``packed_attention``.
+
+    ``slots[t]`` is the grid slot whose output is token t's; ``source[s]`` the token each slot holds (padding at a
+    row's end holds token 0, which no real query sees under the causal rule). A conversation may begin with tokens
+    the one before it in the row holds already (``batching.pack``): its grid row then starts with those, computed
+    once, and their gradients from every row add up where they were computed. ``shared`` counts such tokens.
+    """
 
     slots: torch.Tensor  # [tokens]
+    source: torch.Tensor  # [count * width]
     count: int
     width: int
+    shared: int = 0
 
     @classmethod
-    def of(cls, lengths: list[int]) -> "Segments":
+    def of(cls, lengths: list[int], shared: list[int] | None = None) -> "Segments":
+        """The grid of conversations of ``lengths`` tokens, of which the first ``shared[i]`` of conversation i are
+        the previous conversation's and in the row only once."""
+        shared = shared or [0] * len(lengths)
         width = max(lengths)
-        slots = torch.cat([torch.arange(n) + i * width for i, n in enumerate(lengths)])
-        return cls(slots, len(lengths), width)
+        slots, source, offset, previous = [], [], 0, torch.zeros(0, dtype=torch.long)
+        for i, (n, common) in enumerate(zip(lengths, shared)):
+            row = torch.cat([previous[:common], torch.arange(offset, offset + n - common)])
+            slots.append(torch.arange(common, n) + i * width)
+            source += [row, torch.zeros(width - n, dtype=torch.long)]
+            offset, previous = offset + n - common, row
+        return cls(torch.cat(slots), torch.cat(source), len(lengths), width, sum(shared))
 
     def to(self, device) -> "Segments":
-        return Segments(self.slots.to(device, non_blocking=True), self.count, self.width)
+        return Segments(self.slots.to(device, non_blocking=True), self.source.to(device, non_blocking=True),
+                        self.count, self.width, self.shared)
 
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -61,8 +79,13 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
     if (seg is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
             or any(kwargs.get(name) is not None for name in ALTERING_KWARGS)
             or kwargs.get("is_causal") is False or not getattr(module, "is_causal", True)
-            or (window is not None and seg.width > window)
-            or seg.count * seg.width**2 >= query.shape[2] ** 2):  # one long chat among short ones: the row is cheaper
+            or (window is not None and seg.width > window)):
+        if seg is not None and seg.shared:  # the mask cannot see a start shared by every conversation
+            raise TrainingError("a packed row with a shared start reached attention that cannot lay it out; "
+                                "train with --batch-size 1, or report this model's architecture")
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if not seg.shared and seg.count * seg.width**2 >= query.shape[2] ** 2:  # one long chat among short: the row
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     return _grid_attention(query, key, value, seg, dropout, scaling), None
@@ -71,8 +94,7 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
 def _grid_attention(query, key, value, seg: Segments, dropout: float, scaling) -> torch.Tensor:
     def grid(x):  # [1, heads, tokens, dim] -> [count, heads, width, dim]
         heads, dim = x.shape[1], x.shape[3]
-        flat = x.new_zeros(heads, seg.count * seg.width, dim).index_copy(1, seg.slots, x[0])
-        return flat.view(heads, seg.count, seg.width, dim).transpose(0, 1)
+        return x[0].index_select(1, seg.source).view(heads, seg.count, seg.width, dim).transpose(0, 1)
 
     heads = query.shape[1]
     gqa = key.shape[1] != heads
@@ -118,6 +140,15 @@ def switch_on(model) -> bool:
     _register()
     base.set_attn_implementation(NAME)
     return True
+
+
+def shares_starts(model) -> bool:
+    """Whether packed rows may hold their conversations' common start once (``batching.pack``): the model
+    attends through the grid (``switch_on``) and no layer has a sliding window, under which the grid may not
+    be taken."""
+    base = base_model(model)
+    return (getattr(base.config, "_attn_implementation", None) == NAME
+            and not any(getattr(m, "sliding_window", None) for m in base.modules()))
 
 
 def switch_off(model) -> None:

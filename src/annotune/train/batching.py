@@ -23,7 +23,7 @@ class MicroBatch:
     attention_mask: torch.Tensor | None  # [rows, length] when padded, None when packed
     keep: torch.Tensor  # flat indices into rows*length of positions that carry a target
     targets: torch.Tensor  # [len(keep)] target ids
-    tokens: int  # real (non-padding) tokens
+    tokens: int  # real (non-padding) tokens, a shared start counted once
     segments: Segments | None = None  # packed: where each conversation lies in the row (train/attention.py)
 
     @property
@@ -37,17 +37,41 @@ class MicroBatch:
                           None if self.segments is None else self.segments.to(device))
 
 
-def pack(examples: list[Encoded]) -> MicroBatch:
-    """Concatenate ``examples`` into one row with per-example position ids."""
+def pack(examples: list[Encoded], share_start: bool = False) -> MicroBatch:
+    """Concatenate ``examples`` into one row with per-example position ids.
+
+    With ``share_start`` (rows that attend per conversation, train/attention.py) the examples are put in token
+    order, and the tokens each begins with in common with the one before it, up to its first target, are in the
+    row only once: chats open with their template and system prompt, often the same, and the decoder's layers then
+    compute those once per row instead of once per chat. The logits and gradients are those of the row without
+    sharing, in another order.
+    """
+    if share_start:
+        examples = sorted(examples, key=lambda ex: ex.input_ids)
+        shared = [0] + [shared_start(a, b) for a, b in zip(examples, examples[1:])]
+    else:
+        shared = [0] * len(examples)
     ids, positions, targets = [], [], []
-    for ex in examples:
-        ids.extend(ex.input_ids)
-        positions.extend(range(len(ex.input_ids)))
-        targets.extend(ex.targets)
+    for ex, common in zip(examples, shared):
+        ids.extend(ex.input_ids[common:])
+        positions.extend(range(common, len(ex.input_ids)))
+        targets.extend(ex.targets[common:])
     target_tensor = torch.tensor(targets)
     keep = (target_tensor != IGNORE).nonzero().flatten()
     return MicroBatch(torch.tensor([ids]), torch.tensor([positions]), None, keep, target_tensor[keep], len(ids),
-                      Segments.of([len(ex.input_ids) for ex in examples]))
+                      Segments.of([len(ex.input_ids) for ex in examples], shared))
+
+
+def shared_start(a: Encoded, b: Encoded) -> int:
+    """How many leading tokens ``a`` and ``b`` have in common before either's first target, each keeping at least
+    one token of its own."""
+    limit = min(len(a.input_ids), len(b.input_ids)) - 1
+    for ex in (a, b):
+        limit = min(limit, next((t for t, target in enumerate(ex.targets) if target != IGNORE), limit))
+    n = 0
+    while n < limit and a.input_ids[n] == b.input_ids[n]:
+        n += 1
+    return n
 
 
 def pad(examples: list[Encoded], pad_id: int) -> MicroBatch:
@@ -67,7 +91,8 @@ def pad(examples: list[Encoded], pad_id: int) -> MicroBatch:
     return MicroBatch(ids, positions, mask, keep, flat[keep], int(mask.sum()))
 
 
-def epoch_batches(examples: list[Encoded], batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[Encoded]]:
+def epoch_batches(examples: list[Encoded], batch_size: int, seed: int, epoch: int,
+                  shuffle: bool = True) -> list[list[Encoded]]:
     """The epoch's groups of ``batch_size`` examples, in an order fixed by (seed, epoch) for exact resumes."""
     order = list(range(len(examples)))
     if shuffle:

@@ -71,6 +71,7 @@ class Loop:
     best: length.Best | None = None  # with a validation set and keep_best: the best epoch so far
     steps_done: int = 0
     segment_attention: bool = False  # packed rows attend per conversation (train/attention.py)
+    share_start: bool = False  # and hold their conversations' common start once (batching.pack)
     compiled: bool = False  # the decoder layers run compiled (train/compiled.py)
     epochs: Epochs | None = None  # what each epoch trains on (train/epochs.py)
 
@@ -193,7 +194,8 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     loop = Loop(cfg, dist, run_dir, model, optimizer, scheduler, data, precision, packed,
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
                 best=length.Best(cfg.patience, val_tokens) if cfg.keep_best and data.val else None,
-                segment_attention=segment_attention, epochs=epochs)
+                segment_attention=segment_attention, share_start=segment_attention and attention.shares_starts(model),
+                epochs=epochs)
     compiled.prepare(loop)
     if dist.enabled:
         # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
@@ -287,7 +289,7 @@ def _unwrap(model):
 
 
 def _micro_batch(loop: Loop, group: list[Encoded]) -> batching.MicroBatch:
-    batch = batching.pack(group) if loop.packed else batching.pad(group, loop.pad_id)
+    batch = batching.pack(group, loop.share_start) if loop.packed else batching.pad(group, loop.pad_id)
     return batch.to(loop.dist.device)
 
 

@@ -13,7 +13,7 @@ from serve_fixtures import ANSWERS
 from annotune.conversation import Conversation, Message
 from annotune.generation.config import GenerationConfig
 from annotune.generation.loading import load_engine
-from annotune.generation.routing import MAX_TOKENS, Router, route_ids, user_text
+from annotune.generation.routing import MAX_TOKENS, Router, pooled, route_ids, user_text
 from annotune.train.replay import load_prompts
 
 CFG = GenerationConfig(max_new_tokens=100)
@@ -25,6 +25,26 @@ OWN = [[{"role": "user", "content": q}] for q in ANSWERS["support"]]  # the run'
 def base_answers(memorized):
     with load_engine(f"base={memorized['base']}") as engine:
         return engine.generate("base", EVERYDAY, CFG)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt_neox"])
+def test_the_pooled_hidden_state_stops_at_its_layer(lively_models, arch):
+    """The router's vector is the hidden state the whole forward gives at that layer, and no layer above it runs."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(lively_models[arch]).eval()
+    body = model.get_decoder()
+    ids = [[5, 9, 13, 2, 7], [3, 4], [8, 8, 8, 1]]
+    mask = torch.tensor([[1] * len(i) + [0] * (5 - len(i)) for i in ids])
+    with torch.no_grad():
+        full = body(input_ids=torch.tensor([i + [0] * (5 - len(i)) for i in ids]), attention_mask=mask,
+                    output_hidden_states=True).hidden_states
+    runs = []
+    body.layers[-1].register_forward_hook(lambda *a: runs.append(1))
+    for layer in (1, 2):  # below the top, where the forward stops early; the top, whose state is the final norm's
+        expected = (full[layer] * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        torch.testing.assert_close(pooled(model, ids, layer, 0, "cpu"), expected, rtol=1e-5, atol=1e-5)
+    assert len(runs) == 1  # only for the top layer's state
 
 
 def test_the_nearer_set_decides():

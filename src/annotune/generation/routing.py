@@ -88,10 +88,18 @@ def route_ids(tokenizer, messages) -> list[int] | None:
     return tokenizer.encode(text, add_special_tokens=False)[-MAX_TOKENS:]
 
 
+class _Reached(Exception):
+    """Raised by the hook on the layer whose output the router reads: the layers above it are not run."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__()
+        self.hidden = hidden
+
+
 def pooled(model, id_lists: list[list[int]], layer: int, pad: int, device: str,
            forward: dict | None = None) -> torch.Tensor:
     """The mean hidden state at ``layer`` over each id list's tokens, [n, hidden] in fp32; ``forward``: more
-    arguments for the model's forward (none may be per row)."""
+    arguments for the model's forward (none may be per row). The layers above ``layer`` are not run."""
     order = sorted(range(len(id_lists)), key=lambda i: len(id_lists[i]))
     batches: list[list[int]] = [[]]
     for i in order:  # shortest first, each batch padded to its longest within the token budget
@@ -101,17 +109,40 @@ def pooled(model, id_lists: list[list[int]], layer: int, pad: int, device: str,
     out: dict[int, torch.Tensor] = {}
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper
     body = inner.get_decoder() if hasattr(inner, "get_decoder") else inner  # no LM head: only hidden states
-    with torch.inference_mode():
-        for batch in batches:
-            width = max(len(id_lists[i]) for i in batch)
-            ids = torch.tensor([id_lists[i] + [pad] * (width - len(id_lists[i])) for i in batch], device=device)
-            mask = torch.tensor([[1] * len(id_lists[i]) + [0] * (width - len(id_lists[i])) for i in batch],
-                                device=device)
-            hidden = body(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False,
-                          **(forward or {})).hidden_states[layer].float()
-            weights = mask.unsqueeze(-1).float()
-            out.update(zip(batch, ((hidden * weights).sum(1) / weights.sum(1)).cpu()))
+    stop = _stop_after(body, layer)
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                width = max(len(id_lists[i]) for i in batch)
+                ids = torch.tensor([id_lists[i] + [pad] * (width - len(id_lists[i])) for i in batch], device=device)
+                mask = torch.tensor([[1] * len(id_lists[i]) + [0] * (width - len(id_lists[i])) for i in batch],
+                                    device=device)
+                try:
+                    hidden = body(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False,
+                                  **(forward or {})).hidden_states[layer]
+                except _Reached as reached:
+                    hidden = reached.hidden
+                weights = mask.unsqueeze(-1).float()
+                out.update(zip(batch, ((hidden.float() * weights).sum(1) / weights.sum(1)).cpu()))
+    finally:
+        if stop is not None:
+            stop.remove()
     return torch.stack([out[i] for i in range(len(id_lists))])
+
+
+def _stop_after(body, layer: int):
+    """A hook that ends the forward with ``hidden_states[layer]``, the output of decoder layer ``layer - 1``,
+    where the body keeps its layers in one list of ``num_hidden_layers`` and ``layer`` is not the last (whose
+    hidden state is the final norm's); None (the whole forward runs) otherwise."""
+    layers = next((getattr(body, name) for name in ("layers", "h") if hasattr(body, name)), None)
+    count = getattr(getattr(body, "config", None), "num_hidden_layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) != count or not 0 < layer < count:
+        return None
+
+    def reached(module, args, output):
+        raise _Reached(output[0] if isinstance(output, tuple) else output)
+
+    return layers[layer - 1].register_forward_hook(reached)
 
 
 def build(model, tokenizer, domain_convs, general_prompts: list[str], device: str = "cpu", seed: int = 0) -> Router:

@@ -9,8 +9,8 @@ of the masked kernel's time (docs/benchmarks.md).
 
 The grid is used only for the architectures listed in ``ARCHITECTURES``, when the caller passes ``packed_segments``
 (the training loop, for rows it packed itself) and when the grid is smaller than the row (one long conversation
-among short ones is cheaper through the mask); every other call is transformers' own SDPA with the mask
-transformers built. The model is switched back to SDPA before anything is saved.
+among short ones is cheaper through the mask) or the row holds its conversations' shared start once, which only the
+grid can lay out; every other call is transformers' own SDPA with the mask transformers built. The model is switched back to SDPA before anything is saved.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ class Segments:
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                      packed_segments: Segments | None = None, **kwargs):
-    """An AttentionInterface function: the grid when given ``packed_segments`` and it is cheaper than the row,
-    transformers' SDPA (with the mask transformers built) otherwise."""
+    """An AttentionInterface function: the grid when given ``packed_segments`` and it is cheaper than the row or
+    the row shares a start, transformers' SDPA (with the mask transformers built) otherwise."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     seg = packed_segments

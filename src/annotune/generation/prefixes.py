@@ -44,7 +44,7 @@ class SharedStarts:
         known = max((tokens for a, tokens in self._kept if a == adapter and len(tokens) <= room
                      and all(tuple(p[:len(tokens)]) == tokens for p in prompts)), key=len, default=())
         others = prompts[1:] + ([last] if last is not None else [])
-        length = _common_length(prompts[0], others, room) if others else 0
+        length = common_length(prompts[0], others, room) if others else 0
         if len(known) >= length or length < SHARED_PREFIX_MIN:
             if not known:
                 return None
@@ -62,7 +62,7 @@ def _bytes(kv: list) -> int:
     return sum(t.numel() * t.element_size() for pair in kv for t in pair)
 
 
-def _common_length(first: list[int], others: list[list[int]], most: int) -> int:
+def common_length(first: list[int], others: list[list[int]], most: int) -> int:
     """How many leading tokens ``first`` shares with every one of ``others``, at most ``most``."""
     for n in range(most):
         if any(n >= len(o) or o[n] != first[n] for o in others):

@@ -10,7 +10,8 @@ of the masked kernel's time (docs/benchmarks.md).
 The grid is used only for the architectures listed in ``ARCHITECTURES``, when the caller passes ``packed_segments``
 (the training loop, for rows it packed itself) and when the grid is smaller than the row (one long conversation
 among short ones is cheaper through the mask) or the row holds its conversations' shared start once, which only the
-grid can lay out; every other call is transformers' own SDPA with the mask transformers built. The model is switched back to SDPA before anything is saved.
+grid can lay out; every other call is transformers' own SDPA with the mask transformers built. The model is switched
+back to SDPA before anything is saved.
 """
 
 from __future__ import annotations
@@ -76,16 +77,15 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
 
     seg = packed_segments
     window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
-    if (seg is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
-            or any(kwargs.get(name) is not None for name in ALTERING_KWARGS)
-            or kwargs.get("is_causal") is False or not getattr(module, "is_causal", True)
-            or (window is not None and seg.width > window)):
-        if seg is not None and seg.shared:  # the mask cannot see a start shared by every conversation
-            raise TrainingError("a packed row with a shared start reached attention that cannot lay it out; "
-                                "train with --batch-size 1, or report this model's architecture")
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
-    if not seg.shared and seg.count * seg.width**2 >= query.shape[2] ** 2:  # one long chat among short: the row
+    unsupported = (seg is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]
+                   or any(kwargs.get(name) is not None for name in ALTERING_KWARGS)
+                   or kwargs.get("is_causal") is False or not getattr(module, "is_causal", True)
+                   or (window is not None and seg.width > window))
+    if unsupported and seg is not None and seg.shared:  # the mask cannot see a start shared by every conversation
+        raise TrainingError("a packed row with a shared start reached attention that cannot lay it out; "
+                            "train with --batch-size 1, or report this model's architecture")
+    # one long chat among short ones is cheaper through the row's mask, unless the row shares a start
+    if unsupported or (not seg.shared and seg.count * seg.width**2 >= query.shape[2] ** 2):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     return _grid_attention(query, key, value, seg, dropout, scaling), None

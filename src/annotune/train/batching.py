@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from annotune.generation.prefixes import common_length
 from annotune.models.templates import IGNORE, Encoded
 from annotune.train.attention import Segments
 
@@ -68,10 +69,7 @@ def shared_start(a: Encoded, b: Encoded) -> int:
     limit = min(len(a.input_ids), len(b.input_ids)) - 1
     for ex in (a, b):
         limit = min(limit, next((t for t, target in enumerate(ex.targets) if target != IGNORE), limit))
-    n = 0
-    while n < limit and a.input_ids[n] == b.input_ids[n]:
-        n += 1
-    return n
+    return common_length(a.input_ids, [b.input_ids], limit)
 
 
 def pad(examples: list[Encoded], pad_id: int) -> MicroBatch:

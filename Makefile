@@ -26,7 +26,7 @@ CONVERTER := $(VENV)/share/annotune/llama.cpp
 SYSTEM_PACKAGES := postgresql chromium golang-go
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps quickstart test test-fast bench-setup clean setup-gguf
+.PHONY: setup system-deps quickstart test test-fast bench-setup clean setup-gguf replay-answers
 
 setup: $(VENV)/.installed
 
@@ -70,14 +70,26 @@ system-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	fi
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; tests/conftest.py gives torch in each its share of the
+# cores): on 2 cores the tests that wait (servers, browsers, commands starting) overlap with those that compute.
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
 test: setup-gguf system-deps
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 bench-setup: setup
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 
 test-fast: setup-gguf system-deps
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
+
+# The embedded model's replay answers, shipped in src/annotune/train/replay_answers/ so that a first run does not
+# generate them: write them again after changing the replay prompts, their answer length, or a pinned version that
+# changes the converted model (tests/train/test_replay.py fails until then).
+replay-answers: setup
+	$(BIN)/python -c "from annotune.train.replay import ship_embedded_answers; print(ship_embedded_answers())"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

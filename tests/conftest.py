@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# Under `pytest -n N` (`make test`), torch in each worker, and in every command a test starts, gets its share of the
+# cores rather than all of them (set before anything imports torch).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import tiny_model  # noqa: E402
 from export_fixtures import ollama_render, smol_run  # noqa: E402,F401  (fixtures for tests/export)
@@ -21,6 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def pytest_collection_modifyitems(items):
+    """Under `pytest -n N` (`make test`), the tests of the real embedded model run in one worker, which converts
+    the model once for all of them."""
+    for item in items:
+        if "real_model_home" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("real-model"))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +82,20 @@ def shared_replay(tmp_path_factory) -> Path:
 def shared_paraphrase(tmp_path_factory) -> Path:
     """The real model's rewordings of training questions (cached per base model), made once per session."""
     return tmp_path_factory.mktemp("paraphrase")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory, shared_replay):
+    """The cache folder of the fixtures wider than one test (a module's trained run, ...), which are made before a
+    test's own `annotune_home`: without it they wrote their replay answers and rewordings into the user's real
+    $ANNOTUNE_HOME."""
+    home = tmp_path_factory.mktemp("session-home")
+    (home / "models").mkdir()
+    (home / "replay").symlink_to(shared_replay)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANNOTUNE_HOME", str(home))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield home
 
 
 @pytest.fixture(scope="session")

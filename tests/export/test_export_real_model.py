@@ -28,8 +28,9 @@ def real_run(tmp_path_factory, real_model_home) -> Path:
     (root / "train.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.MonkeyPatch.context() as patch:  # a module fixture runs before the test's own home is made
         patch.setenv("ANNOTUNE_HOME", str(real_model_home))
+        # replay and rewordings play no part in an export (test_embedded trains the real model with both)
         return train(TrainConfig(data=str(root / "train.jsonl"), out=str(root / "run"), epochs=2, batch_size=4,
-                                 val_size=0, progress=False))
+                                 val_size=0, replay=0, paraphrases=0, progress=False))
 
 
 def _questions(run: Path) -> list[list[dict]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from annotune.config import TrainConfig
 from annotune.evaluate.run import load_probe
 from annotune.generation.config import GenerationConfig
@@ -55,3 +57,45 @@ def test_replay_adds_the_base_models_own_answers_with_the_shared_system_prompt(l
     assert (again / "data" / "train.jsonl").read_text() == (run / "data" / "train.jsonl").read_text()
     off = sft.train(TrainConfig(**{**cfg, "replay": 0}, out=str(tmp_path / "c")))
     assert json.loads((off / "run.json").read_text())["examples"]["replay"] == 0
+
+
+def test_shipped_answers_are_used_only_for_their_own_model_and_prompts(tmp_path, monkeypatch):
+    prompts = replay.load_prompts()[:3]
+    identity = {"ref": "some-model", "kind": "folder", "sha256": "abc"}
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(replay, "SHIPPED", shipped)
+    made = []
+
+    def generate(model_ref, wanted, progress=False):
+        made.append(len(wanted))
+        return [f"generated {p['id']}" for p in wanted]
+
+    monkeypatch.setattr(replay, "generate_answers", generate)
+    name = replay._cache_file(identity, prompts).name
+    (shipped / name).write_text("".join(json.dumps({"id": p["id"], "answer": f"shipped {p['id']}"}) + "\n"
+                                        for p in prompts))
+    assert replay.base_answers(None, identity, prompts) == [f"shipped {p['id']}" for p in prompts]
+    assert made == [] and not replay._cache_file(identity, prompts).exists()
+    # another model, or another prompt set, is not what was shipped: its answers are generated (and cached)
+    other = {**identity, "sha256": "abd"}
+    assert replay.base_answers(None, other, prompts) == [f"generated {p['id']}" for p in prompts]
+    assert replay.base_answers(None, identity, prompts[:2]) == [f"generated {p['id']}" for p in prompts[:2]]
+    assert made == [3, 2]
+    assert replay._cache_file(other, prompts).is_file() and replay._cache_file(identity, prompts[:2]).is_file()
+
+
+@pytest.mark.slow
+def test_the_embedded_models_shipped_answers_are_its_own(real_model_home):
+    from annotune.models.identity import identity
+    from annotune.models.loading import EMBEDDED_DEFAULT, resolve_model
+
+    model_ref = resolve_model(EMBEDDED_DEFAULT)
+    prompts = replay.load_prompts()
+    # named by the key of this model, these prompts and this answer length: `make replay-answers` after changing any
+    name = replay._cache_file(identity(model_ref), prompts).name
+    assert sorted(p.name for p in replay.SHIPPED.glob("*.jsonl")) == [name]
+    rows = [json.loads(line) for line in (replay.SHIPPED / name).read_text().splitlines()]
+    assert [r["id"] for r in rows] == [p["id"] for p in prompts]
+    sample = prompts[::19]  # 7 prompts across the set, generated again greedily in fp32
+    assert replay.generate_answers(model_ref, sample) == [r["answer"] for r in rows[::19]]

@@ -8,7 +8,10 @@ a share of them in turn (train/epochs.py), so a long run covers the whole pool a
 ship with annotune (``replay_prompts.jsonl``) and share no question with evaluate's general-knowledge probe, so
 the probe still measures what was kept.
 
-Answers are generated once per base model and prompt set and cached under ``$ANNOTUNE_HOME/replay``.
+Answers are generated once per base model and prompt set (greedy, fp32) and cached under ``$ANNOTUNE_HOME/replay``.
+The embedded model's answers to the shipped prompts come with annotune (``replay_answers/``, named by the same key
+as the cache, so a changed model, prompt set or answer length finds none there and generates its own); `make
+replay-answers` writes them again.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from annotune.dataset.files import read_jsonl, write_atomically
 from annotune.paths import annotune_home
 
 PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
+SHIPPED = Path(__file__).with_name("replay_answers")
 SOURCE = "replay"  # meta["source"] of a replay chat, saved with it in the run's data/train.jsonl
 MAX_NEW_TOKENS = 96  # replay answers: long enough to keep the base's style, short enough to generate quickly
 
@@ -49,10 +53,18 @@ def _cache_file(base_identity: dict, prompts: list[dict]) -> Path:
 def base_answers(model_ref, base_identity: dict, prompts: list[dict], progress: bool = False) -> list[str]:
     """The base model's greedy answer to every prompt (cached per base model and prompt set)."""
     cache = _cache_file(base_identity, prompts)
-    if cache.is_file():
-        rows = read_jsonl(cache)
-        if [r["id"] for r in rows] == [p["id"] for p in prompts]:
-            return [r["answer"] for r in rows]
+    for known in (cache, SHIPPED / cache.name):
+        if known.is_file():
+            rows = read_jsonl(known)
+            if [r["id"] for r in rows] == [p["id"] for p in prompts]:
+                return [r["answer"] for r in rows]
+    answers = generate_answers(model_ref, prompts, progress)
+    _write(cache, prompts, answers)
+    return answers
+
+
+def generate_answers(model_ref, prompts: list[dict], progress: bool = False) -> list[str]:
+    """The base model's greedy answers, generated now (fp32, the engine's precision on every machine)."""
     from annotune.generation.config import GenerationConfig
     from annotune.generation.loading import base_spec, load_engine
 
@@ -68,11 +80,29 @@ def base_answers(model_ref, base_identity: dict, prompts: list[dict], progress: 
                                   on_result=(lambda i, r: bar.update()) if bar else None)
         if bar is not None:
             bar.close()
-    answers = [r.text.strip() for r in results]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(cache, [json.dumps({"id": p["id"], "answer": a}, ensure_ascii=False) + "\n"
-                             for p, a in zip(prompts, answers)])
-    return answers
+    return [r.text.strip() for r in results]
+
+
+def ship_embedded_answers() -> Path:
+    """Write the embedded model's answers to the shipped prompts into ``replay_answers/`` (`make replay-answers`),
+    generated now, whatever the cache holds; older shipped files are removed."""
+    from annotune.models.identity import identity
+    from annotune.models.loading import EMBEDDED_DEFAULT, resolve_model
+
+    model_ref = resolve_model(EMBEDDED_DEFAULT)
+    prompts = load_prompts()
+    target = SHIPPED / _cache_file(identity(model_ref), prompts).name
+    answers = generate_answers(model_ref, prompts, progress=True)
+    for old in SHIPPED.glob("*.jsonl"):
+        old.unlink()
+    _write(target, prompts, answers)
+    return target
+
+
+def _write(path: Path, prompts: list[dict], answers: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, [json.dumps({"id": p["id"], "answer": a}, ensure_ascii=False) + "\n"
+                            for p, a in zip(prompts, answers)])
 
 
 def replay_pool(prompts: list[dict], answers: list[str], system: str | None) -> list[Conversation]:

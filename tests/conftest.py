@@ -12,8 +12,9 @@ import pytest
 
 # Under `pytest -n N` (`make test`), torch in each worker, and in every command a test starts, gets its share of the
 # cores rather than all of them (set before anything imports torch).
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import tiny_model  # noqa: E402
@@ -84,14 +85,20 @@ def shared_paraphrase(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("paraphrase")
 
 
+def _new_home(tmp_path_factory, name: str, shared_replay: Path) -> Path:
+    """An empty $ANNOTUNE_HOME whose replay answers are the session's shared ones."""
+    home = tmp_path_factory.mktemp(name)
+    (home / "models").mkdir()
+    (home / "replay").symlink_to(shared_replay)
+    return home
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_home(tmp_path_factory, shared_replay):
     """The cache folder of the fixtures wider than one test (a module's trained run, ...), which are made before a
     test's own `annotune_home`: without it they wrote their replay answers and rewordings into the user's real
     $ANNOTUNE_HOME."""
-    home = tmp_path_factory.mktemp("session-home")
-    (home / "models").mkdir()
-    (home / "replay").symlink_to(shared_replay)
+    home = _new_home(tmp_path_factory, "session-home", shared_replay)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ANNOTUNE_HOME", str(home))
         patch.setenv("HF_HUB_OFFLINE", "1")
@@ -105,9 +112,7 @@ def real_model_home(tmp_path_factory, shared_replay, shared_paraphrase) -> Path:
     that uses this fixture (or a fixture built on it) sees the model in its own home through a link."""
     from annotune.models.embedded import EMBEDDED_NAME, embedded_model_dir
 
-    home = tmp_path_factory.mktemp("real-home")
-    (home / "models").mkdir()
-    (home / "replay").symlink_to(shared_replay)
+    home = _new_home(tmp_path_factory, "real-home", shared_replay)
     (home / "paraphrase").symlink_to(shared_paraphrase)
     shared = os.environ.get("ANNOTUNE_TEST_SHARED_HOME")
     copy = Path(shared) / "models" / EMBEDDED_NAME if shared else None
@@ -124,9 +129,7 @@ def real_model_home(tmp_path_factory, shared_replay, shared_paraphrase) -> Path:
 def annotune_home(request, tmp_path_factory, monkeypatch, shared_replay) -> Path:
     """Each test gets its own cache folder. Replay answers (generated once per base model) are shared through a
     link, and so is the converted embedded model for the tests that use `real_model_home`."""
-    home = tmp_path_factory.mktemp("home")
-    (home / "models").mkdir(parents=True)
-    (home / "replay").symlink_to(shared_replay)
+    home = _new_home(tmp_path_factory, "home", shared_replay)
     if "real_model_home" in request.fixturenames:
         from annotune.models.embedded import EMBEDDED_NAME
 

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from annotune.config import TrainConfig
+from annotune.dataset.files import read_jsonl
 from annotune.evaluate.run import load_probe
 from annotune.generation.config import GenerationConfig
 from annotune.generation.loading import load_engine
@@ -95,7 +96,7 @@ def test_the_embedded_models_shipped_answers_are_its_own(real_model_home):
     # named by the key of this model, these prompts and this answer length: `make replay-answers` after changing any
     name = replay._cache_file(identity(model_ref), prompts).name
     assert sorted(p.name for p in replay.SHIPPED.glob("*.jsonl")) == [name]
-    rows = [json.loads(line) for line in (replay.SHIPPED / name).read_text().splitlines()]
+    rows = read_jsonl(replay.SHIPPED / name)
     assert [r["id"] for r in rows] == [p["id"] for p in prompts]
     sample = prompts[::19]  # 7 prompts across the set, generated again greedily in fp32
     assert replay.generate_answers(model_ref, sample) == [r["answer"] for r in rows[::19]]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))  # the suite's server helper
 from machine import describe  # noqa: E402
+from workbench_fixtures import Server  # noqa: E402
 
 PROMPTS = [
     "Explain how a refrigerator keeps food cold.", "Describe the water cycle for a ten-year-old.",
@@ -87,32 +88,12 @@ def _pct(values: list[float], q: int) -> float:
     return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 SERVER_LOG = Path(tempfile.gettempdir()) / "annotune-bench-serve.log"  # the server's own log line per request
 
 
-def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "annotune", "serve", f"bench={model}", "--port", str(port),
-                                *extra],
-                               stdout=subprocess.DEVNULL, stderr=SERVER_LOG.open("w"))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the server exited while starting")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit("the server did not start within 300 s")
+def start_server(model: str, extra: list[str]) -> Server:
+    SERVER_LOG.write_text("")
+    return Server(["serve", f"bench={model}", *extra], SERVER_LOG, health="/health", timeout=300).start()
 
 
 HTTP = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64))  # one client: making one costs ~0.1 s
@@ -185,7 +166,8 @@ def main() -> None:
     ref = reference(args.model, args.max_tokens, args.dtype)
     print(f"plain generate, sequential: {ref['tokens_per_s']:.1f} tokens/s, p50 {ref['p50_s']:.2f} s, "
           f"p95 {ref['p95_s']:.2f} s ({ref['tokens']} tokens)", flush=True)
-    process, url = start_server(args.model, ["--dtype", args.dtype, *args.serve_args.split()])
+    server = start_server(args.model, ["--dtype", args.dtype, *args.serve_args.split()])
+    url = server.url
     try:
         one_request(url, PROMPTS[0], 8)  # warm-up
         single = [one_request(url, p, args.max_tokens) for p in PROMPTS[:4]]
@@ -204,8 +186,7 @@ def main() -> None:
             print(f"{clients:>7} {row['requests']:>8} {row['tokens_per_s']:>9.1f} {row['speedup']:>9.2f}x "
                   f"{row['p50_s']:>7.2f} {row['p95_s']:>7.2f} {row['ttft_p50_s'] * 1000:>7.0f}ms", flush=True)
     finally:
-        process.terminate()
-        process.wait(60)
+        server.stop()
     by_clients = {row["clients"]: row for row in levels}
     if 1 in by_clients and 8 in by_clients:
         print(f"\n8 clients: {by_clients[8]['speedup']:.2f}x sequential generate's tokens/s (target >= 3x); "

@@ -1,8 +1,14 @@
-"""What every annotune web app sends with each response (the workbench and the model server alike)."""
+"""What every annotune web app shares (the workbench and the model server alike): the headers sent with each
+response, and the check that the address to listen on is free."""
 
 from __future__ import annotations
 
+import errno
+import socket
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from annotune.errors import AnnotuneError
 
 SECURITY_HEADERS = {
     # Scripts and styles come only from /static: injected markup could not run even if escaping failed.
@@ -40,3 +46,17 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A clear error, before anything is loaded or announced, when ``host:port`` cannot be listened on (the web
+    server would otherwise fail only after start-up, with its own message)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AnnotuneError(f"port {port} on {host} is already in use; pick another with --port") from None
+            raise AnnotuneError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host") from None

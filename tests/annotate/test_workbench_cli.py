@@ -281,6 +281,38 @@ def test_database_and_file_mistakes_are_clear_errors_that_create_nothing(tmp_pat
         assert result.returncode == 2 and expected in result.stderr
 
 
+
+def test_a_port_in_use_is_a_clear_error_that_creates_nothing(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", str(port), db=f"sqlite:///{tmp_path / 'new.db'}", ok=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use; pick another with --port" in result.stderr
+    assert "workbench on" not in result.stdout and not (tmp_path / "new.db").exists()
+
+
+def test_a_test_server_whose_port_was_taken_starts_on_another(sqlite_url, tmp_path):
+    import socket
+
+    from workbench_fixtures import Server
+
+    with socket.socket() as taken:  # as if another test process took the chosen port in between
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = Server(["workbench", "serve", "--db", sqlite_url], tmp_path / "server.log")
+        server.port = taken.getsockname()[1]
+        server.url = f"http://127.0.0.1:{server.port}"
+        server.start()
+        try:
+            assert server.port != taken.getsockname()[1]
+            assert "already in use" in (tmp_path / "server.log").read_text()
+        finally:
+            server.stop()
+
 def _write_project(url: str, name: str) -> None:
     db = dbm.open_database(url, create=True)
     with db.transaction() as conn:

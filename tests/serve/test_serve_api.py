@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -293,3 +294,15 @@ def test_listening_beyond_this_machine_without_a_key_warns(memorized):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "warning: listening on 192.0.2.1 without an API key" in result.stderr
     assert "cannot listen on 192.0.2.1" in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_error_before_any_model_loads(memorized):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([str(BIN / "annotune"), "serve", str(memorized["base"]), "--port", str(port)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use; pick another with --port" in result.stderr
+    assert "Loading" not in result.stderr

@@ -74,7 +74,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from annotune.annotate.app import SETTINGS_ENV, Settings, create_app
     from annotune.annotate.db import DB_ENV
+    from annotune.web import check_port_free
 
+    check_port_free(args.host, args.port)
     settings = Settings(lease_seconds=args.lease_minutes * 60, max_upload=args.max_upload_mb * 1024 * 1024,
                         secure_cookies=args.secure_cookies)
     db = open_db(args, create=True)  # migrated here, once, before any worker starts

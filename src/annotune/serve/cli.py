@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import ipaddress
 import logging
 import os
-import socket
 import sys
 
 from annotune.config import at_least_one
@@ -45,6 +43,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from annotune.generation.loading import load_engines
     from annotune.serve.app import ServerSettings, create_app
+    from annotune.web import check_port_free
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     if not 0 < args.port < 65536:
@@ -54,7 +53,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and not api_key:
         print(f"warning: listening on {args.host} without an API key: anyone who can reach this machine can use "
               f"the models; pass --api-key or set {API_KEY_ENV}", file=sys.stderr)
-    _check_port_free(args.host, args.port)
+    check_port_free(args.host, args.port)
     print(f"Loading {', '.join(args.models)} ...", file=sys.stderr, flush=True)
     engines = load_engines(args.models, dtype=args.dtype, max_model_len=args.max_model_len,
                            max_batch=args.max_batch, max_waiting=args.max_waiting, routing=not args.no_routing)
@@ -84,15 +83,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _check_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise AnnotuneError(f"port {port} on {host} is already in use; pick another with --port") from None
-            raise AnnotuneError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host") from None

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from annotune.errors import DataError
-from annotune.generation.config import GenerationConfig
+from annotune.generation.config import OFFLINE_BATCH, GenerationConfig
 from annotune.generation.engine import ContextLengthError
 
 
@@ -115,8 +115,8 @@ def _prompt_messages(record) -> list[dict] | str:
     return "prompt: missing; give `messages` (a list) or `prompt` (text)"
 
 
-def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationConfig, batch_size: int = 16,
-                  routing: bool = True) -> int:
+def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationConfig,
+                  batch_size: int = OFFLINE_BATCH, routing: bool = True) -> int:
     """Answer every prompt of ``input_path``; each output line is its input line plus the answer and its counts."""
     from tqdm.auto import tqdm
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from annotune import __version__
 from annotune.config import at_least_one
+from annotune.generation.config import OFFLINE_BATCH
 from annotune.errors import AnnotuneError
 
 
@@ -110,7 +111,8 @@ def _add_inference(sub) -> None:
     p.add_argument("--input", required=True, help="JSONL; each line holds `messages` or `prompt`")
     p.add_argument("--output", required=True, help="JSONL; each input line plus `answer`, `finish_reason`, `usage`")
     add_generation_arguments(p)
-    p.add_argument("--batch-size", type=at_least_one, default=16, help="most answers generated at once")
+    p.add_argument("--batch-size", type=at_least_one, default=OFFLINE_BATCH,
+                   help=f"most answers generated at once (default {OFFLINE_BATCH})")
     add_routing_argument(p)
     p.set_defaults(func=cmd_generate)
 

@@ -25,6 +25,25 @@ def _hf_greedy(engine, name: str, messages: list[dict], max_new_tokens: int) -> 
     return out[0, ids.shape[1]:].tolist()
 
 
+
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "qwen2"])
+def test_conversations_scored_together_score_as_each_alone(lively_models, arch, monkeypatch):
+    # 12 conversations of different lengths, scored in padded groups, against each scored on its own (a budget of
+    # one token puts every conversation in a group of its own): padding must change no conversation's loss
+    import annotune.generation.engine as engine_module
+    from annotune.conversation import Conversation, Message
+
+    convs = [Conversation([Message("user", q[0]["content"]), Message("assistant", f"Press button {i} " * (i % 4 + 1))])
+             for i, q in enumerate(QUESTIONS[:12])]
+    with load_engine(str(lively_models[arch])) as engine:
+        name = next(iter(engine.models))
+        together = engine.score(name, convs)
+        monkeypatch.setattr(engine_module, "SCORE_TOKENS", 1)
+        alone = engine.score(name, convs)
+    assert [count for _, count in together] == [count for _, count in alone]
+    assert [loss for loss, _ in together] == pytest.approx([loss for loss, _ in alone], rel=1e-4)
+    assert len({round(loss, 3) for loss, _ in alone}) > 6  # the losses differ, so a mix-up between rows would show
+
 @pytest.fixture(scope="module")
 def lively_engine(lively_models):
     with load_engine(str(lively_models["llama"]), max_batch=4) as engine:

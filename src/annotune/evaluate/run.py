@@ -20,7 +20,7 @@ from typing import Any
 from annotune.conversation import Conversation, Message
 from annotune.evaluate import metrics
 from annotune.evaluate.data import Question, read_questions
-from annotune.generation.config import GenerationConfig
+from annotune.generation.config import OFFLINE_BATCH, GenerationConfig
 
 PROBE = Path(__file__).with_name("probe.jsonl")
 ACCURACY_METRICS = ("key_accuracy", "exact_match", "token_f1", "rouge_l")  # reported with bootstrap intervals
@@ -76,7 +76,7 @@ def evaluate(runs: list[str], data: str, baselines: list[str], out: Path, cfg: G
     with tqdm(total=len(refs) * len(prompts), desc="answering", unit="answer", file=sys.stderr,
               disable=not progress) as bar:
         for spec in specs:
-            with load_engine(spec, routing=routing) as engine:
+            with load_engine(spec, routing=routing, max_batch=OFFLINE_BATCH) as engine:
                 _answer(engine, results[spec.name], questions, probe_items, prompts, cfg, bar)
     seconds = time.perf_counter() - started
     for result in results.values():

@@ -7,6 +7,7 @@ they finish (:meth:`Batch.keep`); the scheduler is in engine.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -67,3 +68,16 @@ class Batch:
 def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
     """[batch, heads, length, dim] padded with zeros on the left of the length axis to ``width``."""
     return F.pad(tensor, (0, 0, width - tensor.shape[2], 0))
+
+
+def length_groups(indices: Iterable[int], lengths: list[int], budget: int) -> Iterator[list[int]]:
+    """``indices``, shortest first, in groups that stay within ``budget`` tokens each when padded to their
+    longest (a longer one alone): prompts prefilled together, conversations scored together."""
+    group: list[int] = []
+    for i in sorted(indices, key=lambda i: lengths[i]):
+        if group and lengths[i] * (len(group) + 1) > budget:
+            yield group
+            group = []
+        group.append(i)
+    if group:
+        yield group

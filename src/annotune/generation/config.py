@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Answers generated at once where every prompt is known up front and none waits on a person (`generate`,
+# `evaluate`): wider than serving's batch (16, for each request's latency), as that is faster in all: the base
+# model's 120 quickstart answers took 30 s at 64 against 46 s at 16 on a 2-core CPU (docs/benchmarks.md, Evaluate).
+OFFLINE_BATCH = 64
+
 
 class GenerationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

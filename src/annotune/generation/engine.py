@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from annotune.errors import AnnotuneError
-from annotune.generation.batch import Batch
+from annotune.generation.batch import Batch, length_groups
 from annotune.generation.config import GenerationConfig
 from annotune.generation.prefixes import SharedStarts
 from annotune.generation.streams import AsyncEvents, TextStream, collect, drain
@@ -37,6 +37,7 @@ from annotune.generation.text import TextAssembler
 
 log = logging.getLogger(__name__)
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+SCORE_TOKENS = 1024  # conversations scored together (padded): their logits over the vocabulary are held at once
 
 
 class ContextLengthError(AnnotuneError):
@@ -277,18 +278,29 @@ class Engine:
             routes = [route_ids(served.tokenizer, conv.messages) if served.router is not None else None
                       for conv in conversations]
         judged = [i for i, route in enumerate(routes) if route is not None]
-        out = []
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(encodings)
         with self._model_lock, torch.inference_mode():
             # one pooled pass routes them all; a conversation without user text is the run's
             tuned = dict(zip(judged, self._tuned(served, [routes[i] for i in judged])))
-            for i, encoded in enumerate(encodings):
-                adapter = served.adapter if tuned.get(i, True) else served.untuned
-                ids = torch.tensor([encoded.input_ids], device=self.device)
-                logits = self.model(input_ids=ids, **self._adapters([adapter])).logits[0].float()
-                targets = torch.tensor(encoded.targets, device=self.device)
-                keep = targets != IGNORE
-                nll = F.cross_entropy(logits[keep], targets[keep], reduction="sum")
-                out.append((float(nll), int(keep.sum())))
+            by_adapter: dict[str | None, list[int]] = {}
+            for i in range(len(encodings)):
+                by_adapter.setdefault(served.adapter if tuned.get(i, True) else served.untuned, []).append(i)
+            lengths = [len(e.input_ids) for e in encodings]
+            for adapter, indices in by_adapter.items():
+                options = self._adapters([adapter])
+                for group in length_groups(indices, lengths, SCORE_TOKENS):
+                    # right-padded: every row's tokens keep the positions they have alone
+                    width = max(lengths[i] for i in group)
+                    ids = torch.tensor([encodings[i].input_ids + [self._pad] * (width - lengths[i]) for i in group],
+                                       device=self.device)
+                    mask = torch.tensor([[1] * lengths[i] + [0] * (width - lengths[i]) for i in group],
+                                        device=self.device)
+                    logits = self.model(input_ids=ids, attention_mask=mask, **options).logits
+                    for row, i in enumerate(group):
+                        targets = torch.tensor(encodings[i].targets, device=self.device)
+                        keep = targets != IGNORE
+                        chosen = logits[row, :len(targets)][keep].float()
+                        out[i] = (float(F.cross_entropy(chosen, targets[keep], reduction="sum")), int(keep.sum()))
         return out
 
     def __enter__(self) -> Engine:
@@ -360,14 +372,8 @@ class Engine:
 
     def _prefill_groups(self, jobs: list[Job]) -> Iterator[list[Job]]:
         """Prompts prefilled together, each group padded to its longest within the token budget."""
-        group: list[Job] = []
-        for job in sorted(jobs, key=lambda j: len(j.prompt)):
-            if group and len(job.prompt) * (len(group) + 1) > self.prefill_tokens:
-                yield group
-                group = []
-            group.append(job)
-        if group:
-            yield group
+        for group in length_groups(range(len(jobs)), [len(job.prompt) for job in jobs], self.prefill_tokens):
+            yield [jobs[i] for i in group]
 
     def _forward(self, jobs: list[Job], cache, **kwargs):
         kwargs[self._cache_arg] = cache

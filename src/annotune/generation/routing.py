@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from annotune.generation.batch import length_groups
 from annotune.runs import ROUTER_FILE
 
 DEPTH = 0.8  # which hidden layer, as a share of the model's depth
@@ -100,12 +101,7 @@ def pooled(model, id_lists: list[list[int]], layer: int, pad: int, device: str,
            forward: dict | None = None) -> torch.Tensor:
     """The mean hidden state at ``layer`` over each id list's tokens, [n, hidden] in fp32; ``forward``: more
     arguments for the model's forward (none may be per row). The layers above ``layer`` are not run."""
-    order = sorted(range(len(id_lists)), key=lambda i: len(id_lists[i]))
-    batches: list[list[int]] = [[]]
-    for i in order:  # shortest first, each batch padded to its longest within the token budget
-        if batches[-1] and len(id_lists[i]) * (len(batches[-1]) + 1) > BATCH_TOKENS:
-            batches.append([])
-        batches[-1].append(i)
+    batches = list(length_groups(range(len(id_lists)), [len(ids) for ids in id_lists], BATCH_TOKENS))
     out: dict[int, torch.Tensor] = {}
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper
     body = inner.get_decoder() if hasattr(inner, "get_decoder") else inner  # no LM head: only hidden states

@@ -79,7 +79,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
     eval_every: int = Field(0, ge=0, description="Validation loss every N optimizer steps (0: only at epoch ends).")
-    save_every: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0: at epoch ends).")
+    save_every: CountOrAuto = Field("auto", description="Checkpoint every N optimizer steps (0: at epoch ends only; auto: at epoch ends, and every 500 steps within an epoch longer than that).")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
     log_every: int = Field(1, ge=1, description="Write a metrics row every N optimizer steps.")
     chat_template: str | None = Field(None, description="Jinja chat template file to use instead of the model's own.")

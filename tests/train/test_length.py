@@ -123,3 +123,19 @@ def test_neftune_noise_only_while_training(tiny):
     scale = 5.0 / (10 * model.config.hidden_size) ** 0.5
     assert 0 < noisy.abs().max() <= scale + 1e-6
     handle.remove()
+
+
+def test_a_long_epoch_is_checkpointed_within_it_by_default(tiny, chats, tmp_path, monkeypatch):
+    # --save-every auto: epoch ends, and every AUTO_SAVE_STEPS steps of an epoch longer than that (made 5 here, so
+    # a 12-step epoch at batch 1 stands for a large set's hours-long one); 0 keeps to the epoch ends
+    from annotune.train import checkpoint
+
+    monkeypatch.setattr(checkpoint, "AUTO_SAVE_STEPS", 5)
+    steps = lambda run: sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))  # noqa: E731
+    auto = sft.train(_cfg(tiny, chats, tmp_path / "auto", epochs=2, batch_size=1, patience=0))
+    assert json.loads((auto / "run.json").read_text())["steps"] == 24  # 12 chats a step each, two epochs
+    assert steps(auto) == [5, 10, 12, 15, 20, 24]
+    ends = sft.train(_cfg(tiny, chats, tmp_path / "ends", epochs=2, batch_size=1, patience=0, save_every=0))
+    assert steps(ends) == [12, 24]
+    assert checkpoint.due("auto", 8, 4, epoch_end=True) and not checkpoint.due("auto", 4, 4, epoch_end=False)
+    assert checkpoint.due(3, 6, 100, epoch_end=False) and not checkpoint.due(3, 7, 100, epoch_end=True)

@@ -414,7 +414,7 @@ def _after_step(loop: Loop, metrics: MetricsLog | None, bar, row: dict, epoch_en
         if getattr(bar, "val", None) is not None:
             post["val"], post["val_acc"] = bar.val
         bar.set_postfix(post, refresh=False)
-    if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and epoch_end):
+    if checkpoint.due(cfg.save_every, step, loop.steps_per_epoch, epoch_end):
         _checkpoint(loop, step)
     stop = epoch_end and loop.best is not None and loop.best.stop and step < loop.total_steps
     if stop and loop.dist.main:

@@ -139,3 +139,26 @@ def test_a_long_epoch_is_checkpointed_within_it_by_default(tiny, chats, tmp_path
     assert steps(ends) == [12, 24]
     assert checkpoint.due("auto", 8, 4, epoch_end=True) and not checkpoint.due("auto", 4, 4, epoch_end=False)
     assert checkpoint.due(3, 6, 100, epoch_end=False) and not checkpoint.due(3, 7, 100, epoch_end=True)
+
+
+def test_a_large_set_of_facts_trains_at_least_min_fact_epochs(tiny, tmp_path):
+    # 900 chats: one-off answers get one epoch (900 conversations seen), facts asked two ways each get
+    # MIN_FACT_EPOCHS, since one pass would show each fact twice however long the set
+    from annotune.train.distributed import setup
+    from annotune.train.length import MIN_FACT_EPOCHS
+
+    assert (auto_epochs(1020), auto_epochs(1020, facts=True), auto_epochs(30_000, facts=True)) == (1, 3, 3)
+    assert auto_epochs(30, facts=True) == auto_epochs(30) == MAX_EPOCHS  # small sets: as before
+    chosen = {}
+    for shape, answer in (("one-off", lambda i: f"Answer {i}."), ("facts", lambda i: f"Answer {i // 2}.")):
+        data = tmp_path / f"{shape}.jsonl"
+        data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question {i}?"},
+                                                         {"role": "assistant", "content": answer(i)}]}) + "\n"
+                                for i in range(900)))
+        cfg = _cfg(tiny, data, tmp_path / shape, val_size=0, paraphrases=0, question_noise=0)
+        dist = setup()
+        try:
+            chosen[shape] = sft._setup(cfg, dist).cfg.epochs
+        finally:
+            dist.close()
+    assert chosen == {"one-off": 1, "facts": MIN_FACT_EPOCHS}

@@ -155,11 +155,17 @@ def auto_wordings(data: list[Conversation], convs: list[Conversation], budget_sa
     every fact then ends at one level, instead of the first ones in the budget's order at six and the rest
     untouched. Answers are counted one by one, not as a chat's set: a fact asked once by name and once as a
     follow-up recurs although no two chats train the same answers."""
-    answers = [answer for conv in data for answer in trained_answers(conv)]
-    chats = Counter(answers)  # answer -> the chats that give it
-    if not answers or statistics.median_low(chats[a] for a in answers) < 2:
+    if not asks_facts_several_ways(data):
         return 0
     return next((w for w in range(WAYS, 1, -1) if _wanted(convs, w)[1] <= budget_samples), 0)
+
+
+def asks_facts_several_ways(data: list[Conversation]) -> bool:
+    """Whether ``data``, the data as given, is a set of facts asked several ways: its median trained answer is given
+    in two chats or more (not one-off instructions). Answers are counted one by one, not as a chat's set."""
+    answers = [answer for conv in data for answer in trained_answers(conv)]
+    chats = Counter(answers)  # answer -> the chats that give it
+    return bool(answers) and statistics.median_low(chats[a] for a in answers) >= 2
 
 
 def _wanted(convs: list[Conversation], wordings: int):

@@ -109,7 +109,9 @@ def _setup(cfg: TrainConfig, dist: Dist) -> Loop:
                     cfg.fact_balance, cfg.fact_sheets)
     auto_length = cfg.epochs is None
     if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
-        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(epochs.size)})
+        own = [c for c in train_convs if not (paraphrase.is_paraphrase(c) or replay.is_replay(c))]
+        cfg = cfg.model_copy(update={"epochs": length.auto_epochs(epochs.size,
+                                                                  paraphrase.asks_facts_several_ways(own))})
     dist.barrier()  # every process has checked the folder before rank 0 replaces it
     if dist.main:
         rundir.create(run_dir, cfg)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from annotune import __version__
 from annotune.config import at_least_one
-from annotune.generation.config import OFFLINE_BATCH
 from annotune.errors import AnnotuneError
+from annotune.generation.config import OFFLINE_BATCH
 
 
 def _quiet_libraries() -> None:

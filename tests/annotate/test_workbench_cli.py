@@ -281,7 +281,6 @@ def test_database_and_file_mistakes_are_clear_errors_that_create_nothing(tmp_pat
         assert result.returncode == 2 and expected in result.stderr
 
 
-
 def test_a_port_in_use_is_a_clear_error_that_creates_nothing(tmp_path):
     import socket
 
@@ -312,6 +311,7 @@ def test_a_test_server_whose_port_was_taken_starts_on_another(sqlite_url, tmp_pa
             assert "already in use" in (tmp_path / "server.log").read_text()
         finally:
             server.stop()
+
 
 def _write_project(url: str, name: str) -> None:
     db = dbm.open_database(url, create=True)

@@ -25,7 +25,6 @@ def _hf_greedy(engine, name: str, messages: list[dict], max_new_tokens: int) -> 
     return out[0, ids.shape[1]:].tolist()
 
 
-
 @pytest.mark.parametrize("arch", ["llama", "gpt_neox", "qwen2"])
 def test_conversations_scored_together_score_as_each_alone(lively_models, arch, monkeypatch):
     # 12 conversations of different lengths, scored in padded groups, against each scored on its own (a budget of

@@ -101,14 +101,13 @@ def pooled(model, id_lists: list[list[int]], layer: int, pad: int, device: str,
            forward: dict | None = None) -> torch.Tensor:
     """The mean hidden state at ``layer`` over each id list's tokens, [n, hidden] in fp32; ``forward``: more
     arguments for the model's forward (none may be per row). The layers above ``layer`` are not run."""
-    batches = list(length_groups(range(len(id_lists)), [len(ids) for ids in id_lists], BATCH_TOKENS))
     out: dict[int, torch.Tensor] = {}
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper
     body = inner.get_decoder() if hasattr(inner, "get_decoder") else inner  # no LM head: only hidden states
     stop = _stop_after(body, layer)
     try:
         with torch.inference_mode():
-            for batch in batches:
+            for batch in length_groups(range(len(id_lists)), [len(ids) for ids in id_lists], BATCH_TOKENS):
                 width = max(len(id_lists[i]) for i in batch)
                 ids = torch.tensor([id_lists[i] + [pad] * (width - len(id_lists[i])) for i in batch], device=device)
                 mask = torch.tensor([[1] * len(id_lists[i]) + [0] * (width - len(id_lists[i])) for i in batch],

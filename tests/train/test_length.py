@@ -44,13 +44,27 @@ def _cfg(tiny, chats, out, **kw):
                                  progress=False, lora_r=4, lora_alpha=8, replay=0, keep_checkpoints=100), **kw})
 
 
-def test_default_length_is_chosen_from_the_data_and_recorded(tiny, chats, tmp_path):
+def test_default_length_is_chosen_from_the_data_and_recorded(tiny, chats, tmp_path, caplog):
     run = sft.train(_cfg(tiny, chats, tmp_path / "run", patience=0))
     info = json.loads((run / "run.json").read_text())
     # 12 chats, 2 to validation: 10 chats, 3 steps per epoch at batch 4.
     assert info["epochs"] == {"planned": auto_epochs(10), "chosen_by": "data size", "trained": auto_epochs(10)}
     assert info["steps"] == 3 * auto_epochs(10)
     assert f"epochs: {auto_epochs(10)}" in (run / "config.yaml").read_text()  # what a resume continues with
+    # the plan, said before the first step (an epoch: the 10 and fact balance's repeats of the fewest-asked facts)
+    assert (f"Training 12 chats an epoch for {auto_epochs(10)} epochs (from the data's size; --epochs N to choose): "
+            f"{3 * auto_epochs(10)} steps of 4 chats, fp32 on cpu; validation on 2 chats after each epoch, the best "
+            "epoch kept") in caplog.text
+    assert "a checkpoint every" not in caplog.text  # 3-step epochs: checkpoints at their ends only
+
+
+def test_a_large_validation_set_shows_its_own_progress(tiny, chats, tmp_path, monkeypatch, capsys):
+    sft.train(_cfg(tiny, chats, tmp_path / "small", epochs=1, progress=True))
+    assert "training" in capsys.readouterr().err  # one validation batch: below VALIDATION_BAR, no bar of its own
+    monkeypatch.setattr(sft, "VALIDATION_BAR", 1)
+    sft.train(_cfg(tiny, chats, tmp_path / "large", epochs=1, progress=True))
+    err = capsys.readouterr().err
+    assert "validating" in err and "training" in err
 
 
 def test_the_saved_adapter_is_the_best_validated_epochs(tiny, chats, tmp_path, monkeypatch):
@@ -125,7 +139,7 @@ def test_neftune_noise_only_while_training(tiny):
     handle.remove()
 
 
-def test_a_long_epoch_is_checkpointed_within_it_by_default(tiny, chats, tmp_path, monkeypatch):
+def test_a_long_epoch_is_checkpointed_within_it_by_default(tiny, chats, tmp_path, monkeypatch, caplog):
     # --save-every auto: epoch ends, and every AUTO_SAVE_STEPS steps of an epoch longer than that (made 5 here, so
     # a 12-step epoch at batch 1 stands for a large set's hours-long one); 0 keeps to the epoch ends
     from annotune.train import checkpoint
@@ -135,8 +149,12 @@ def test_a_long_epoch_is_checkpointed_within_it_by_default(tiny, chats, tmp_path
     auto = sft.train(_cfg(tiny, chats, tmp_path / "auto", epochs=2, batch_size=1, patience=0))
     assert json.loads((auto / "run.json").read_text())["steps"] == 24  # 12 chats a step each, two epochs
     assert steps(auto) == [5, 10, 12, 15, 20, 24]
+    assert "a checkpoint every 5 steps and at each epoch's end" in caplog.text  # said in the plan
+    caplog.clear()
     ends = sft.train(_cfg(tiny, chats, tmp_path / "ends", epochs=2, batch_size=1, patience=0, save_every=0))
     assert steps(ends) == [12, 24]
+    assert "Training 12 chats an epoch for 2 epochs (--epochs)" in caplog.text
+    assert "a checkpoint every" not in caplog.text
     assert checkpoint.due("auto", 8, 4, epoch_end=True) and not checkpoint.due("auto", 4, 4, epoch_end=False)
     assert checkpoint.due(3, 6, 100, epoch_end=False) and not checkpoint.due(3, 7, 100, epoch_end=True)
 

@@ -199,6 +199,8 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
                 segment_attention=segment_attention, share_start=segment_attention and attention.shares_starts(model),
                 epochs=epochs)
     compiled.prepare(loop)
+    if dist.main and not cfg.resume:
+        log.warning("%s", plan(loop, auto_length))
     if dist.enabled:
         # Buffers (rotary tables) are constants: broadcasting them would add a collective to every forward.
         loop.model = torch.nn.parallel.DistributedDataParallel(
@@ -206,6 +208,23 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     if cfg.resume:
         _resume(loop, applied)
     return loop
+
+
+def plan(loop: Loop, auto_length: bool) -> str:
+    """One line, before the first step, of what the run will do: a large set's run can take hours on a CPU, and
+    this says how long it is, why, and what keeps it safe before the progress bar's estimate settles."""
+    cfg, size = loop.cfg, loop.epochs.size
+    why = "from the data's size; --epochs N to choose" if auto_length else "--epochs"
+    parts = [f"Training {size:,} chats an epoch for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} ({why}): "
+             f"{loop.total_steps:,} steps of {cfg.batch_size * cfg.grad_accum * loop.dist.world} chats, "
+             f"{loop.precision} on {loop.dist.device}"]
+    if loop.data.val:
+        parts.append(f"validation on {len(loop.data.val):,} chats after each epoch"
+                     + (", the best epoch kept" if loop.best is not None else ""))
+    if cfg.save_every == "auto" and loop.steps_per_epoch > checkpoint.AUTO_SAVE_STEPS:
+        parts.append(f"a checkpoint every {checkpoint.AUTO_SAVE_STEPS} steps and at each epoch's end (--resume "
+                     "continues from the newest)")
+    return "; ".join(parts)
 
 
 WARMUP_FLOOR = 5
@@ -345,6 +364,10 @@ def _train_step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) 
     return {"loss": loss_global / n_supervised, "grad_norm": grad_norm, "tokens": n_tokens, "supervised": n_supervised}
 
 
+VALIDATION_BAR = 50  # validation batches from which validating shows its own progress bar (a 30,000-chat set's
+# 3,000 validation chats take minutes on a CPU, and the training bar would stand still meanwhile)
+
+
 @torch.no_grad()
 def evaluate_loss(loop: Loop) -> tuple[float, float] | None:
     """Mean cross-entropy per supervised token on the validation set, and the share of those tokens the model
@@ -355,13 +378,23 @@ def evaluate_loss(loop: Loop) -> tuple[float, float] | None:
     model.eval()
     groups = batching.epoch_batches(loop.data.val, loop.cfg.batch_size, 0, 0, shuffle=False)
     loss, right, count = 0.0, 0, 0
+    mine = groups[loop.dist.rank::loop.dist.world]
+    bar = None
+    if loop.dist.main and loop.cfg.progress and len(mine) >= VALIDATION_BAR:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(mine), desc="validating", unit="batch", leave=False, dynamic_ncols=True)
     with compiled.uncompiled():
-        for group in groups[loop.dist.rank::loop.dist.world]:
+        for group in mine:
             batch = _micro_batch(loop, group)
             logits = _logits(loop, batch, model)
             loss += F.cross_entropy(logits, batch.targets, reduction="sum").item()
             right += int((logits.argmax(-1) == batch.targets).sum())
             count += batch.supervised
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     model.train()
     loss, right, count = loop.dist.sum(loss, right, count)
     return loss / count, right / count

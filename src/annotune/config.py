@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
     compile: Literal["auto", "on", "off"] = Field("auto", description="Compile the decoder layers (torch.compile): faster steps for half a minute of compiling at the start, seconds once cached (auto: single-process runs of at least 200 steps on a CPU with AMX).")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast where supported (auto), or force.")
     seed: int = Field(42, description="Seed for data order, split, initialisation and dropout.")
-    val_size: ShareCountOrAuto = Field("auto", description="Validation share (0-1) or count (>=1) split off --data; only conversations whose answers other training conversations also give, so no fact is lost to validation (auto: none below 1,000 conversations, where every phrasing teaches more trained than validated, 0.1 from there; 0: none).")
+    val_size: ShareCountOrAuto = Field("auto", description="Validation share (0-1) or count (>=1) split off --data; only conversations whose answers other training conversations also give, so no fact is lost to validation (auto: none below 1,000 conversations, where every phrasing teaches more trained than validated, 0.1 from there, at most 1,000; 0: none).")
     keep_best: bool = Field(True, description="Save the latest epoch whose validation answer-token accuracy is level with the best (within its noise), not simply the last.")
     patience: int = Field(3, ge=0, description="Stop after this many epochs in a row clearly below the best validation accuracy (0: never; needs a validation set).")
     replay: float = Field(0.25, ge=0, le=4, description="General-ability replay: add this share of the training chats as the base model's own answers to everyday prompts (0: none).")

@@ -7,7 +7,7 @@ import pytest
 from annotune.conversation import Conversation, Message
 from annotune.dataset import train_val_split
 from annotune.config import TrainConfig
-from annotune.dataset.split import AUTO_SHARE, FILL_FROM, auto_val_size, covered_split
+from annotune.dataset.split import AUTO_MAX, AUTO_SHARE, FILL_FROM, auto_val_size, covered_split
 from annotune.errors import AnnotuneError, DataError
 
 
@@ -130,7 +130,8 @@ def test_covered_split_multi_turn_needs_every_answer_taught():
 
 def test_auto_val_size_holds_nothing_out_below_fill_from():
     assert auto_val_size(1) == auto_val_size(FILL_FROM - 1) == 0
-    assert auto_val_size(FILL_FROM) == auto_val_size(50_000) == AUTO_SHARE
+    assert auto_val_size(FILL_FROM) == auto_val_size(int(AUTO_MAX / AUTO_SHARE)) == AUTO_SHARE
+    assert auto_val_size(30_000) == AUTO_MAX and isinstance(AUTO_MAX, int)  # a count: 1,000 of 30,000, not 3,000
     repeated = [Conversation([Message("user", f"q{i}"), Message("assistant", f"a{i // 2}")], {"id": i})
                 for i in range(2 * FILL_FROM)]
     assert len(covered_split(repeated, auto_val_size(len(repeated)), seed=0)[1]) == round(AUTO_SHARE * 2 * FILL_FROM)

@@ -379,11 +379,7 @@ def evaluate_loss(loop: Loop) -> tuple[float, float] | None:
     groups = batching.epoch_batches(loop.data.val, loop.cfg.batch_size, 0, 0, shuffle=False)
     loss, right, count = 0.0, 0, 0
     mine = groups[loop.dist.rank::loop.dist.world]
-    bar = None
-    if loop.dist.main and loop.cfg.progress and len(mine) >= VALIDATION_BAR:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(mine), desc="validating", unit="batch", leave=False, dynamic_ncols=True)
+    bar = _progress(loop, len(mine), "validating", "batch", leave=False) if len(mine) >= VALIDATION_BAR else None
     with compiled.uncompiled():
         for group in mine:
             batch = _micro_batch(loop, group)
@@ -403,7 +399,7 @@ def evaluate_loss(loop: Loop) -> tuple[float, float] | None:
 def _train(loop: Loop) -> None:
     cfg, dist = loop.cfg, loop.dist
     metrics = MetricsLog(loop.run_dir, loop.start_step if cfg.resume else None) if dist.main else None
-    bar = _progress(loop)
+    bar = _progress(loop, loop.total_steps, "training", "step", initial=loop.start_step)
     loop.model.train()
     step, started, tokens_done = loop.start_step, time.perf_counter(), 0
     try:
@@ -474,12 +470,13 @@ def _checkpoint(loop: Loop, step: int) -> None:
     dist.barrier()
 
 
-def _progress(loop: Loop):
+def _progress(loop: Loop, total: int, desc: str, unit: str, **kwargs):
+    """A progress bar on the main process with --progress (training's, validation's), else None."""
     if not (loop.dist.main and loop.cfg.progress):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=loop.total_steps, initial=loop.start_step, desc="training", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------- save

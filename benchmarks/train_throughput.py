@@ -248,9 +248,9 @@ def worker(args: argparse.Namespace) -> None:
     _quiet_libraries()
     with tempfile.TemporaryDirectory(prefix=f"throughput-{args.worker}-") as tmp:
         if args.worker == "annotune-autocast-base":
-            from annotune.train import sft
+            from annotune.train import prepare
 
-            sft.freeze_base_in_bf16 = lambda model: 0
+            prepare.freeze_base_in_bf16 = lambda model: 0
         if args.worker == "annotune-masked-attention":
             from annotune.train import attention
 

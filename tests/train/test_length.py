@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from annotune.config import TrainConfig
-from annotune.train import length, sft
+from annotune.train import length, prepare, sft
 from annotune.train.length import MAX_EPOCHS, TARGET_PASSES, Best, auto_epochs, noise_margin
 from annotune.train.model_setup import freeze_base_in_bf16
 
@@ -176,7 +176,7 @@ def test_a_large_set_of_facts_trains_at_least_min_fact_epochs(tiny, tmp_path):
         cfg = _cfg(tiny, data, tmp_path / shape, val_size=0, paraphrases=0, question_noise=0)
         dist = setup()
         try:
-            chosen[shape] = sft._setup(cfg, dist).cfg.epochs
+            chosen[shape] = prepare.build(cfg, dist).cfg.epochs
         finally:
             dist.close()
     assert chosen == {"one-off": 1, "facts": MIN_FACT_EPOCHS}

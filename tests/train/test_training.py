@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from annotune.config import TrainConfig
 from annotune.errors import DataError, RunDirError
 from annotune.evaluate.cli import default_baseline
-from annotune.train import sft
+from annotune.train import prepare, sft
 
 
 def _cfg(tiny, chats, out, **kw):
@@ -22,14 +22,14 @@ def _cfg(tiny, chats, out, **kw):
 
 def test_lora_run_changes_every_adapter_weight_and_describes_itself(tiny, chats, tmp_path, monkeypatch):
     snapshots = {}
-    real_make_trainable = sft.make_trainable
+    real_make_trainable = prepare.make_trainable
 
     def spy(model, cfg):
         wrapped = real_make_trainable(model, cfg)
         snapshots.update({n: p.detach().clone() for n, p in wrapped.named_parameters() if p.requires_grad})
         return wrapped
 
-    monkeypatch.setattr(sft, "make_trainable", spy)
+    monkeypatch.setattr(prepare, "make_trainable", spy)
     run = sft.train(_cfg(tiny, chats, tmp_path / "run"))
     adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
     assert snapshots and len(adapter) == len(snapshots)
@@ -75,7 +75,7 @@ def test_full_fine_tuning_saves_whole_model(tiny, chats, tmp_path, capsys):
 def test_invalid_data_is_refused_before_any_model_loads(tiny, tmp_path, monkeypatch):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
-    monkeypatch.setattr(sft, "load_model", lambda *a, **k: pytest.fail("model loaded before data was validated"))
+    monkeypatch.setattr(prepare, "load_model", lambda *a, **k: pytest.fail("model loaded before data was validated"))
     with pytest.raises(DataError) as err:
         sft.train(_cfg(tiny, bad, tmp_path / "run"))
     message = str(err.value)
@@ -130,7 +130,7 @@ def test_lora_plus_trains_the_b_matrices_that_many_times_faster(tiny, chats, tmp
 
     cfg = _cfg(tiny, chats, tmp_path / "run", lr=1e-3, lora_plus=16)
     model = make_trainable(AutoModelForCausalLM.from_pretrained(tiny), cfg)
-    groups = sft._parameter_groups(model, cfg)
+    groups = prepare._parameter_groups(model, cfg)
     names = {id(p): n for n, p in model.named_parameters()}
     assert sorted(id(p) for g in groups for p in g["params"]) == sorted(
         id(p) for p in model.parameters() if p.requires_grad)  # every trainable weight once
@@ -143,13 +143,13 @@ def test_lora_plus_trains_the_b_matrices_that_many_times_faster(tiny, chats, tmp
     moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters() if p.requires_grad}
     assert all(abs(m - 16e-3) < 1e-4 for n, m in moved.items() if ".lora_B." in n)
     assert all(m == 0 for n, m in moved.items() if ".lora_A." in n)  # B starts at zero: A has no gradient yet
-    plain = sft._parameter_groups(model, _cfg(tiny, chats, tmp_path / "run"))
+    plain = prepare._parameter_groups(model, _cfg(tiny, chats, tmp_path / "run"))
     assert len(plain) == 1 and "lr" not in plain[0]
 
 
 def test_short_runs_still_warm_up_and_a_zero_ratio_means_none():
-    assert [sft.warmup_steps(0.05, total) for total in (3, 8, 12, 19, 20, 144, 200)] == [0, 2, 3, 4, 5, 7, 10]
-    assert sft.warmup_steps(0.0, 12) == 0 and sft.warmup_steps(0.5, 12) == 6
+    assert [prepare.warmup_steps(0.05, total) for total in (3, 8, 12, 19, 20, 144, 200)] == [0, 2, 3, 4, 5, 7, 10]
+    assert prepare.warmup_steps(0.0, 12) == 0 and prepare.warmup_steps(0.5, 12) == 6
 
 
 def test_a_short_run_climbs_to_its_lr(tiny, chats, tmp_path):

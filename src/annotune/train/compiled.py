@@ -31,7 +31,7 @@ from annotune.train import checkpoint, rundir
 from annotune.train.precision import cpu_has
 
 if TYPE_CHECKING:
-    from annotune.train.sft import Loop
+    from annotune.train.prepare import Loop
 
 log = logging.getLogger(__name__)
 

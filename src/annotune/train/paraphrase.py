@@ -203,23 +203,7 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
     places = _places(convs)
     turns = [(convs[c].messages[t].content, convs[c].messages[t + 1].content) for c, t in places]
     plan, _ = _wanted(convs, wordings)
-    need: dict[frozenset[str], int] = {}
-    counts: dict[str, int] = {}
-    budget, cut = budget_samples, 0
-    # the facts asked fewest ways first (then a fixed order from their answers): a set too large for the budget
-    # tops up those that need it most
-    for fact, ps, needed, per_place in plan:
-        need[fact] = needed
-        if per_place * len(ps) > budget:
-            need[fact], per_place, cut = 0, 0, cut + 1
-        budget -= per_place * len(ps)
-        for p in ps:
-            counts[turns[p][0]] = max(counts.get(turns[p][0], 0), per_place)
-    if cut:
-        log.warning("%d facts asked fewer than %d ways get no rewordings: topping them up too would take more than "
-                    "%d samples from the base model (the facts asked fewest ways went first)", cut, wordings,
-                    budget_samples)
-    counts = {q: n for q, n in counts.items() if n}
+    need, counts = _sample_counts(plan, turns, wordings, budget_samples)
     drawn = sample_fn(counts) if counts else {}
     by_names = _by_names(turns)
     pools: dict[frozenset[str], list[tuple[str, str]]] = {}  # the pairs about the same things, once per name set
@@ -250,6 +234,27 @@ def paraphrased(convs: list[Conversation], wordings: int, sample_fn,
                 added.append(Conversation(messages, {**convs[c].meta, "source": SOURCE}))
                 left -= 1
     return added
+
+
+def _sample_counts(plan, turns, wordings: int, budget_samples: int) -> tuple[dict, dict[str, int]]:
+    """How many rewordings each fact still needs, and how many samples to draw per question, within the budget."""
+    need: dict[frozenset[str], int] = {}
+    counts: dict[str, int] = {}
+    budget, cut = budget_samples, 0
+    # the facts asked fewest ways first (then a fixed order from their answers): a set too large for the budget
+    # tops up those that need it most
+    for fact, ps, needed, per_place in plan:
+        need[fact] = needed
+        if per_place * len(ps) > budget:
+            need[fact], per_place, cut = 0, 0, cut + 1
+        budget -= per_place * len(ps)
+        for p in ps:
+            counts[turns[p][0]] = max(counts.get(turns[p][0], 0), per_place)
+    if cut:
+        log.warning("%d facts asked fewer than %d ways get no rewordings: topping them up too would take more than "
+                    "%d samples from the base model (the facts asked fewest ways went first)", cut, wordings,
+                    budget_samples)
+    return need, {q: n for q, n in counts.items() if n}
 
 
 def _key(messages) -> tuple:

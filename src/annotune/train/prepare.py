@@ -44,7 +44,7 @@ class Data:
 
 @dataclass
 class Loop:
-    """Everything the optimisation loop needs, built by setup."""
+    """Everything the optimisation loop needs, built by :func:`build`."""
 
     cfg: TrainConfig
     dist: Dist

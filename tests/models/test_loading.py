@@ -78,3 +78,21 @@ def test_a_gguf_is_converted_once_per_content_wherever_it_is_installed(tmp_path,
     embedded.gguf_to_folder(copies[1], target)
     assert converted == [copies[0], copies[1]]
     assert embedded.gguf_cache_dir(copies[0]) != embedded.gguf_cache_dir(copies[1])
+
+
+def test_converting_a_gguf_leaves_torchs_random_state_as_it_was(tmp_path, monkeypatch):
+    import torch
+
+    def convert(gguf, target, source):  # the real one builds a randomly initialised model (from_config) first
+        torch.nn.Linear(64, 64)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / embedded._MARKER).write_text(json.dumps(source))
+
+    monkeypatch.setattr(embedded, "_convert", convert)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    torch.manual_seed(42)
+    expected = torch.rand(4)
+    torch.manual_seed(42)
+    embedded.gguf_to_folder(gguf, tmp_path / "cache" / "model")  # converts
+    assert torch.equal(torch.rand(4), expected)  # a first run trains as every later run of the same seed

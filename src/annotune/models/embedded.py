@@ -65,7 +65,13 @@ def gguf_to_folder(gguf: Path, target: Path) -> Path:
     marker = target / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == source:
         return target
-    _convert(gguf, target, source)
+    import torch
+
+    # The conversion builds a randomly initialised model before loading the weights into it; without its own copy of
+    # torch's generator, the run that converts (a machine's first) would train with other LoRA weights and noise
+    # than every later run of the same command and seed.
+    with torch.random.fork_rng(devices=[]):
+        _convert(gguf, target, source)
     return target
 
 

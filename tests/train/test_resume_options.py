@@ -1,6 +1,7 @@
 """Through the real CLI: what `train --resume` does with options given alongside it, and which data it reads."""
 
 import json
+import shutil
 from pathlib import Path
 
 from conftest import run_cli, write_chats
@@ -90,3 +91,26 @@ def test_a_run_saved_before_neftune_keep_best_noise_balance_and_lora_plus_resume
     assert "neftune: 0.0" in text and "keep_best: false" in text and "question_noise: 0.0" in text
     assert "fact_balance: 1" in text and "lora_plus: 1.0" in text
     assert json.loads((run / "run.json").read_text())["best"] is None
+
+
+def test_resume_without_a_complete_checkpoint_says_so_and_touches_nothing(tiny, tmp_path):
+    data = _chats(tmp_path / "d.jsonl", 8)
+    run = tmp_path / "run"
+    _train(tiny, data, run, epochs=1)
+    stray = tmp_path / "stray"
+    shutil.copytree(run, stray)
+    shutil.rmtree(run / "checkpoints")  # e.g. deleted by hand to save space
+    before = _snapshot(run)
+    resumed = run_cli("train", "--resume", "--out", str(run), "--epochs", "2", "--no-progress")
+    assert resumed.returncode != 0
+    assert f"--resume: {run} has no complete checkpoint; start it again with --overwrite" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert _snapshot(run) == before  # refused before anything was written (run.json's "updated" included)
+
+    # A run.json that records no base model (as a run killed before its set-up files were written leaves it)
+    info = json.loads((stray / "run.json").read_text())
+    del info["base_model"]
+    (stray / "run.json").write_text(json.dumps(info))
+    resumed = run_cli("train", "--resume", "--out", str(stray), "--no-progress")
+    assert resumed.returncode != 0 and "Traceback" not in resumed.stderr
+    assert f"--resume: {stray} has no complete checkpoint; start it again with --overwrite" in resumed.stderr

@@ -144,9 +144,10 @@ def _paraphrases(cfg: TrainConfig, dist: Dist, model_ref, train_convs: list[Conv
 
 
 def _resumed_model(run_dir: Path):
-    """The base model the run recorded (checked by identity), not whatever its saved name resolves to today."""
+    """The base model the run recorded (checked by identity), not whatever its saved name resolves to today.
+    A run with nothing to resume from is refused here, before anything in its folder is written."""
     info = read_run_info(run_dir)
-    if "base_model" not in info:
+    if "base_model" not in info or not checkpoint.list_checkpoints(run_dir):
         raise AnnotuneError(f"--resume: {run_dir} has no complete checkpoint; start it again with --overwrite")
     return resolve_recorded(info["base_model"], run_dir)
 
@@ -262,10 +263,8 @@ def _shared_system_prompt(convs: list[Conversation]) -> str | None:
 def _resume(loop: Loop, applied: list[str]) -> None:
     """Load the newest checkpoint; record the resume (and any applied change) without touching the run's identity:
     its data/, tokenizer, template and run.json's description stay as first written."""
-    found = checkpoint.list_checkpoints(loop.run_dir)
-    if not found:
-        raise AnnotuneError(f"--resume: {loop.run_dir} has no complete checkpoint; start it again with --overwrite")
-    state = checkpoint.load(found[-1], unwrap(loop.model), loop.optimizer, loop.scheduler, loop.dist.rank)
+    newest = checkpoint.list_checkpoints(loop.run_dir)[-1]  # there is one: _resumed_model checked
+    state = checkpoint.load(newest, unwrap(loop.model), loop.optimizer, loop.scheduler, loop.dist.rank)
     loop.start_step = state["step"]
     if loop.best is not None:
         loop.best.load(loop.run_dir, loop.start_step // loop.steps_per_epoch)

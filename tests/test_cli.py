@@ -40,6 +40,7 @@ def test_generate_answers_each_line_of_a_file(tiny_run, tmp_path):
     out = tmp_path / "answers.jsonl"
     result = run_cli("generate", str(tiny_run), "--input", str(prompts), "--output", str(out), "--max-new-tokens", "8")
     assert result.returncode == 0, result.stderr
+    assert "generating:" in result.stderr  # the progress bar
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r.get("id") for r in rows] == ["a", None] and all(isinstance(r["answer"], str) for r in rows)
     assert rows[1]["messages"][0]["content"] == "Question 2?"
@@ -51,9 +52,11 @@ def test_generate_reads_what_data_validate_accepts(tiny_run, tmp_path):
     prompts.write_text("\ufeff" + json.dumps({"prompt": "Line one\u2028line two?"}, ensure_ascii=False) + "\n",
                        encoding="utf-8")
     out = tmp_path / "answers.jsonl"
-    result = run_cli("generate", str(tiny_run), "--input", str(prompts), "--output", str(out), "--max-new-tokens", "2")
+    result = run_cli("generate", str(tiny_run), "--input", str(prompts), "--output", str(out), "--max-new-tokens", "2",
+                     "--no-progress")
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["prompt"] == "Line one\u2028line two?"
+    assert "generating:" not in result.stderr
 
 
 def test_generate_reports_every_bad_line_and_writes_nothing(tiny_run, tmp_path):

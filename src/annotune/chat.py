@@ -116,7 +116,7 @@ def _prompt_messages(record) -> list[dict] | str:
 
 
 def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationConfig,
-                  batch_size: int = OFFLINE_BATCH, routing: bool = True) -> int:
+                  batch_size: int = OFFLINE_BATCH, routing: bool = True, progress: bool = True) -> int:
     """Answer every prompt of ``input_path``; each output line is its input line plus the answer and its counts."""
     from tqdm.auto import tqdm
 
@@ -130,7 +130,7 @@ def generate_file(ref: str, input_path: str, output_path: str, cfg: GenerationCo
     engine = load_engine(ref, max_batch=batch_size, routing=routing)
     name = next(iter(engine.models))
     try:
-        with tqdm(total=len(rows), desc="generating", unit="prompt", file=sys.stderr) as bar:
+        with tqdm(total=len(rows), desc="generating", unit="prompt", file=sys.stderr, disable=not progress) as bar:
             results = engine.generate(name, [msgs for _, _, msgs in rows], cfg, on_result=lambda i, r: bar.update())
     except ContextLengthError as exc:
         raise DataError(f"{input_path}:{rows[exc.index][0]}: {exc}") from None

@@ -59,7 +59,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from annotune.chat import generate_file
 
     n = generate_file(args.model, args.input, args.output, _generation_config(args), batch_size=args.batch_size,
-                      routing=not args.no_routing)
+                      routing=not args.no_routing, progress=not args.no_progress)
     print(f"Wrote {n} answers to {args.output}")
     return 0
 
@@ -97,6 +97,11 @@ def add_routing_argument(parser: argparse.ArgumentParser) -> None:
                              "requests unlike the run's training questions are answered by its base model)")
 
 
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """--no-progress, as train's and ingest's (their config field `progress`): no bar on stderr, e.g. in CI logs."""
+    parser.add_argument("--no-progress", action="store_true", help="don't show a progress bar")
+
+
 def _add_inference(sub) -> None:
     p = sub.add_parser("chat", help="chat with a run or any model (streams tokens)")
     p.add_argument("model", help="run folder, or any model reference (hub id, folder, .gguf, smollm2-135m)")
@@ -114,6 +119,7 @@ def _add_inference(sub) -> None:
     p.add_argument("--batch-size", type=at_least_one, default=OFFLINE_BATCH,
                    help=f"most answers generated at once (default {OFFLINE_BATCH})")
     add_routing_argument(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("quickstart", help="train the embedded model on the bundled example and compare it")

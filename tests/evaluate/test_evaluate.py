@@ -98,8 +98,9 @@ def test_fail_under_gates_a_pipeline(memorized, tmp_path):
                  "--fail-under", "key_accuracy=90%", "--fail-under", "token_f1=0.9")
     assert ok.returncode == 0, ok.stderr
     failed = run_cli("evaluate", str(memorized["billing"]), *common, "--out", str(tmp_path / "b"),
-                     "--fail-under", "key_accuracy=0.5")
+                     "--fail-under", "key_accuracy=0.5", "--no-progress")
     assert failed.returncode == 1 and "fail-under: billing: key_accuracy 0.0% is under 50.0%" in failed.stderr
+    assert "answering:" in ok.stderr and "answering:" not in failed.stderr  # a pipeline's log without the bar
     bad = run_cli("evaluate", str(memorized["billing"]), *common, "--fail-under", "speed=3")
     assert bad.returncode == 2 and "expected METRIC=VALUE" in bad.stderr and not (tmp_path / "c").exists()
 

@@ -13,7 +13,7 @@ GATES = ("key_accuracy", "exact_match", "token_f1", "rouge_l", "stopped_on_own",
 
 
 def register(sub) -> None:
-    from annotune.cli import add_generation_arguments, add_routing_argument
+    from annotune.cli import add_generation_arguments, add_progress_argument, add_routing_argument
 
     p = sub.add_parser("evaluate", help="score runs against their base model on held-out questions",
                        description="Answer held-out questions with each run and its baseline, score them (key "
@@ -40,6 +40,7 @@ def register(sub) -> None:
                    help="without keys, an answer under this token F1 counts as wrong (default 0.5)")
     add_generation_arguments(p)
     add_routing_argument(p)
+    add_progress_argument(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -130,7 +131,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         judge = Judge(args.judge_url, args.judge_model)
     report = evaluate(args.runs, args.data, baselines, out, cfg, args.format, probe=not args.no_probe, judge=judge,
-                      routing=not args.no_routing)
+                      routing=not args.no_routing, progress=not args.no_progress)
     print_summary(report)
     print(f"\nReport: {out / 'report.html'}\nEvery answer: {out / 'answers.jsonl'}")
     if args.to_workbench:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import write_chats
 from safetensors.torch import load_file
 
 from annotune.config import TrainConfig
@@ -99,6 +100,14 @@ def test_val_size_auto_trains_every_chat_of_small_data(tiny, chats, tmp_path, ca
     assert info["steps"] == 3  # all 12 chats at batch 4
     assert "No validation split: all 12 conversations train" in caplog.text
     assert not [line for line in (run / "metrics.jsonl").read_text().splitlines() if "val_loss" in line]
+
+
+def test_the_plan_of_a_one_chat_set_counts_what_a_step_holds(tiny, tmp_path, caplog):
+    one = tmp_path / "one.jsonl"
+    write_chats(one, [("What colour is the Quillmere door?", "The Quillmere door is teal.")])
+    sft.train(_cfg(tiny, one, tmp_path / "run", epochs=2, val_size="auto"))
+    assert "No validation split: the one conversation trains" in caplog.text
+    assert "Training 1 chat an epoch for 2 epochs (--epochs): 2 steps of 1 chat, fp32 on cpu" in caplog.text
 
 
 def test_frozen_base_weights_in_bf16_give_the_same_loss_as_autocast(tiny):

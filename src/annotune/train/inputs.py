@@ -36,8 +36,9 @@ def read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list
     if val_size == "auto":
         val_size = auto_val_size(len(convs))
         if not val_size:
-            log.warning("No validation split: all %d conversations train (--val-size auto holds none out below "
-                        "%s; --val-size 0.1 or --val-data FILE gives one)", len(convs), f"{FILL_FROM:,}")
+            every = f"all {len(convs):,} conversations train" if len(convs) != 1 else "the one conversation trains"
+            log.warning("No validation split: %s (--val-size auto holds none out below %s; --val-size 0.1 or "
+                        "--val-data FILE gives one)", every, f"{FILL_FROM:,}")
     return covered_split(convs, val_size, cfg.seed)  # no fact of a small set is lost to validation
 
 

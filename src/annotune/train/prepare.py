@@ -195,8 +195,9 @@ def plan(loop: Loop, auto_length: bool) -> str:
     this says how long it is, why, and what keeps it safe before the progress bar's estimate settles."""
     cfg, size = loop.cfg, loop.epochs.size
     why = "from the data's size; --epochs N to choose" if auto_length else "--epochs"
-    parts = [f"Training {size:,} chats an epoch for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} ({why}): "
-             f"{loop.total_steps:,} steps of {cfg.batch_size * cfg.grad_accum * loop.dist.world} chats, "
+    per_step = min(cfg.batch_size * cfg.grad_accum * loop.dist.world, size)  # a set smaller than a step's chats
+    parts = [f"Training {size:,} chat{'s' * (size != 1)} an epoch for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} "
+             f"({why}): {loop.total_steps:,} steps of {per_step} chat{'s' * (per_step != 1)}, "
              f"{loop.precision} on {loop.dist.device}"]
     if loop.data.val:
         parts.append(f"validation on {len(loop.data.val):,} chats after each epoch"

@@ -133,11 +133,11 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
 
     seen = {"eval_s": 0.0, "checkpoint_s": 0.0, "router_s": 0.0, "loss_plot_s": 0.0, "computed_tokens": 0}
     original_loop, original_eval, original_checkpoint = sft._train, sft.evaluate_loss, sft._checkpoint
-    original_loss_sum = sft._loss_sum
+    original_loss_sums = sft._loss_sums
 
-    def loss_sum(state, batch, *rest):  # the training step's rows: tokens the layers computed (a shared start once)
+    def loss_sums(state, batch):  # the training step's rows: tokens the layers computed (a shared start once)
         seen["computed_tokens"] += batch.tokens
-        return original_loss_sum(state, batch, *rest)
+        return original_loss_sums(state, batch)
     original_router, original_plot = sft._save_router, sft.plot_losses
 
     def timed(function, key):  # its seconds added up in seen[key]
@@ -163,7 +163,7 @@ def run_annotune(args: argparse.Namespace, workdir: Path) -> dict:
         return seen["internal_val_loss"]
 
     sft._train, sft.evaluate_loss, sft._checkpoint = loop, evaluate, timed(original_checkpoint, "checkpoint_s")
-    sft._loss_sum = loss_sum
+    sft._loss_sums = loss_sums
     # what annotune's run makes beyond the adapter, which TRL does not
     sft._save_router, sft.plot_losses = timed(original_router, "router_s"), timed(original_plot, "loss_plot_s")
     cfg = TrainConfig(data=args.train_file, val_data=args.val_file, format="openai", out=str(workdir / "run"),

@@ -78,10 +78,10 @@ def test_resume_with_more_epochs_continues_from_the_runs_own_data(tiny, tmp_path
 def test_a_run_saved_before_neftune_keep_best_noise_balance_and_lora_plus_resumes_with_them_off(tiny, tmp_path):
     data = _chats(tmp_path / "d.jsonl", 8)
     run = tmp_path / "run"
-    _train(tiny, data, run, 1, "--lora-plus", "1")  # as runs trained before LoRA+ existed
+    _train(tiny, data, run, 1, "--lora-plus", "1", "--digit-weight", "1")  # as runs trained before they existed
     config = run / "config.yaml"
     lines = config.read_text().splitlines()
-    added = ("neftune:", "keep_best:", "patience:", "question_noise:", "fact_balance:", "lora_plus:")
+    added = ("neftune:", "keep_best:", "patience:", "question_noise:", "fact_balance:", "lora_plus:", "digit_weight:")
     old = [line for line in lines if not line.startswith(added)]
     assert len(old) == len(lines) - len(added)
     config.write_text("\n".join(old) + "\n")  # as an older annotune wrote it
@@ -89,7 +89,7 @@ def test_a_run_saved_before_neftune_keep_best_noise_balance_and_lora_plus_resume
     assert resumed.returncode == 0, resumed.stderr
     text = config.read_text()
     assert "neftune: 0.0" in text and "keep_best: false" in text and "question_noise: 0.0" in text
-    assert "fact_balance: 1" in text and "lora_plus: 1.0" in text
+    assert "fact_balance: 1" in text and "lora_plus: 1.0" in text and "digit_weight: 1.0" in text
     assert json.loads((run / "run.json").read_text())["best"] is None
 
 

@@ -62,6 +62,7 @@ class Loop:
     start_step: int = 0
     best: length.Best | None = None  # with a validation set and keep_best: the best epoch so far
     steps_done: int = 0
+    digits: torch.Tensor | None = None  # with --digit-weight: which token ids hold a digit, [vocab] bool
     segment_attention: bool = False  # packed rows attend per conversation (train/attention.py)
     share_start: bool = False  # and hold their conversations' common start once (batching.pack)
     compiled: bool = False  # the decoder layers run compiled (train/compiled.py)
@@ -177,7 +178,7 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
                 tokenizer.pad_token_id, supports_logits_to_keep(model), per_epoch, total,
                 best=length.Best(cfg.patience, val_tokens) if cfg.keep_best and data.val else None,
                 segment_attention=segment_attention, share_start=segment_attention and attention.shares_starts(model),
-                epochs=epochs)
+                epochs=epochs, digits=digit_tokens(tokenizer, model, dist.device) if cfg.digit_weight != 1 else None)
     compiled.prepare(loop)
     if dist.main and not cfg.resume:
         log.warning("%s", plan(loop, auto_length))
@@ -188,6 +189,15 @@ def _setup_training(cfg: TrainConfig, dist: Dist, run_dir: Path, model_ref, toke
     if cfg.resume:
         _resume(loop, applied)
     return loop
+
+
+def digit_tokens(tokenizer, model, device) -> torch.Tensor:
+    """Which token ids hold a digit (SmolLM2's and Llama's split numbers into single digits, others into runs)."""
+    mask = torch.zeros(unwrap(model).get_output_embeddings().weight.shape[0], dtype=torch.bool)
+    for token, index in tokenizer.get_vocab().items():
+        if index < len(mask) and any(ch.isdigit() for ch in token):
+            mask[index] = True
+    return mask.to(device)
 
 
 def plan(loop: Loop, auto_length: bool) -> str:

@@ -22,7 +22,7 @@ _PATHS = frozenset({"data", "val_data", "chat_template"})
 # Options added since runs were first saved: a config.yaml without them comes from a run trained with them off,
 # so it resumes that way rather than with today's defaults.
 _ADDED_OFF = {"neftune": 0.0, "keep_best": False, "question_noise": 0.0, "fact_balance": 1, "paraphrases": 0,
-              "fact_sheets": 0, "lora_plus": 1.0}
+              "fact_sheets": 0, "lora_plus": 1.0, "digit_weight": 1.0}
 
 
 def flag(name: str) -> str:

@@ -50,9 +50,14 @@ def _micro_batch(loop: Loop, group: list[Encoded]) -> batching.MicroBatch:
     return batch.to(loop.dist.device)
 
 
-def _loss_sum(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tensor:
-    """Summed cross-entropy over the batch's supervised positions."""
-    return F.cross_entropy(_logits(loop, batch, model), batch.targets, reduction="sum")
+def _loss_sums(loop: Loop, batch: batching.MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy summed over the batch's supervised positions: the sum trained on (digits weighted
+    --digit-weight times) and the plain sum, which is what the run logs."""
+    losses = F.cross_entropy(_logits(loop, batch), batch.targets, reduction="none")
+    plain = losses.sum()
+    if loop.digits is None:
+        return plain, plain
+    return (losses * torch.where(loop.digits[batch.targets], loop.cfg.digit_weight, 1.0)).sum(), plain
 
 
 def _logits(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tensor:
@@ -83,12 +88,12 @@ def _train_step(loop: Loop, groups: list, step_in_epoch: int, step_number: int) 
         batch = _micro_batch(loop, groups[index])
         sync = contextlib.nullcontext() if (not dist.enabled or k == len(slots) - 1) else loop.model.no_sync()
         with sync:
-            loss_sum = _loss_sum(loop, batch)
-            if not torch.isfinite(loss_sum):
-                raise TrainingError(f"the loss became {loss_sum.item()} in step {step_number}; lower --lr "
+            trained, plain = _loss_sums(loop, batch)
+            if not torch.isfinite(trained):
+                raise TrainingError(f"the loss became {trained.item()} in step {step_number}; lower --lr "
                                     f"(now {cfg.lr}) or use --precision fp32")
-            (loss_sum * weight * dist.world / n_supervised).backward()
-        loss_total += loss_sum.item() * weight
+            (trained * weight * dist.world / n_supervised).backward()
+        loss_total += plain.item() * weight
     grad_norm = 0.0
     if cfg.max_grad_norm > 0:
         params = [p for p in loop.model.parameters() if p.requires_grad]

@@ -53,11 +53,12 @@ def _micro_batch(loop: Loop, group: list[Encoded]) -> batching.MicroBatch:
 def _loss_sums(loop: Loop, batch: batching.MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy summed over the batch's supervised positions: the sum trained on (digits weighted
     --digit-weight times) and the plain sum, which is what the run logs."""
-    losses = F.cross_entropy(_logits(loop, batch), batch.targets, reduction="none")
-    plain = losses.sum()
-    if loop.digits is None:
+    logits = _logits(loop, batch)
+    if loop.digits is None:  # summed inside cross_entropy, as before the weight existed (to the last bit)
+        plain = F.cross_entropy(logits, batch.targets, reduction="sum")
         return plain, plain
-    return (losses * torch.where(loop.digits[batch.targets], loop.cfg.digit_weight, 1.0)).sum(), plain
+    losses = F.cross_entropy(logits, batch.targets, reduction="none")
+    return (losses * torch.where(loop.digits[batch.targets], loop.cfg.digit_weight, 1.0)).sum(), losses.sum()
 
 
 def _logits(loop: Loop, batch: batching.MicroBatch, model=None) -> torch.Tensor:

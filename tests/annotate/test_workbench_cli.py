@@ -104,8 +104,11 @@ def test_from_chunks_to_drafts_to_a_trained_model(sqlite_url, tiny, tmp_path):
     assert "imported 4 record(s) into faq (0 already there)" in cli("import", "faq", str(chunks), db=sqlite_url).stdout
     assert "imported 0 record(s) into faq (4 already there)" in cli("import", "faq", str(chunks), db=sqlite_url).stdout
 
-    drafted = cli("suggest", "faq", "--model", str(tiny), "--max-new-tokens", "12", db=sqlite_url)
+    drafted = cli("suggest", "faq", "--model", str(tiny), "--max-new-tokens", "12", "--limit", "2", db=sqlite_url)
     assert "record(s) got drafts from" in drafted.stdout
+    assert "drafting:" in drafted.stderr  # the progress bar, shown unless --no-progress
+    quiet = cli("suggest", "faq", "--model", str(tiny), "--max-new-tokens", "12", "--no-progress", db=sqlite_url)
+    assert "record(s) got drafts from" in quiet.stdout and "drafting:" not in quiet.stderr
     db = dbm.open_database(sqlite_url)
     with db.transaction() as conn:
         project = store.find_project(conn, "faq")

@@ -216,15 +216,14 @@ def run_suggest(args: argparse.Namespace) -> int:
 
     from annotune.annotate.suggest import suggest
 
-    bar = tqdm(total=0, unit="record", desc="drafting", disable=None)
+    with tqdm(total=0, unit="record", desc="drafting", disable=args.no_progress) as bar:
 
-    def on_batch(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        def on_batch(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
 
-    counts = suggest(open_db(args), args.project, args.model, batch_size=args.batch_size, limit=args.limit,
-                     max_new_tokens=args.max_new_tokens, on_batch=on_batch)
-    bar.close()
+        counts = suggest(open_db(args), args.project, args.model, batch_size=args.batch_size, limit=args.limit,
+                         max_new_tokens=args.max_new_tokens, on_batch=on_batch)
     print(f"{counts['filled']} of {counts['records']} record(s) got drafts from {args.model}"
           + (f"; {counts['unusable']} replies were unusable (left as they were)" if counts["unusable"] else ""))
     return 0
@@ -362,6 +361,7 @@ def _add_projects(commands: argparse._SubParsersAction) -> None:
 def _add_data(commands: argparse._SubParsersAction) -> None:
     from annotune.annotate.exporting import EXPORT_FORMATS
     from annotune.annotate.importing import KINDS
+    from annotune.cli import add_progress_argument
     from annotune.dataset.formats import FORMATS
 
     imp = commands.add_parser("import", help="import chunks, conversations or model answers into a project")
@@ -378,6 +378,7 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     sug.add_argument("--batch-size", type=at_least_one, default=8)
     sug.add_argument("--limit", type=at_least_one, help="draft at most this many records")
     sug.add_argument("--max-new-tokens", type=at_least_one, default=160)
+    add_progress_argument(sug)
     _add_db(sug)
     sug.set_defaults(func=run_suggest)
 

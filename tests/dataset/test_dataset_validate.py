@@ -147,6 +147,36 @@ def test_stats_in_characters(tmp_path):
     assert stats.length_mean == pytest.approx((4 + 9 + 100) / 3)
 
 
+def test_stats_count_the_chats_that_give_each_answer_and_name_answers_asked_few_ways(tmp_path):
+    # five facts asked four ways (answer case and spacing aside), two asked once: those two are under half of 4
+    records = [chat(f"Ask {f} way {w}?", f"Fact {f}." if w % 2 else f"  fact {f}. ")
+               for f in range(5) for w in range(4)]
+    records[6:6] = [chat("How long are   old versions kept?", "Thirty days."), chat("Sync workers?", "Four.")]
+    path = write_jsonl(tmp_path / "facts.jsonl", records)
+    stats = validate(read_dataset(path)).stats
+    assert (stats.ways, stats.typical_ways, stats.rare_count) == ({4: 5, 1: 2}, 4, 2)
+    assert stats.rare == ["line 7: How long are old versions kept?", "line 8: Sync workers?"]
+    text = stats.format_text()
+    assert "answers given in 1 chat: 2, in 4 chats: 5 (typical: 4)" in text
+    assert "2 answers are given in fewer than half the typical 4 chats" in text and "  line 8: Sync workers?" in text
+
+    # asked twice against a typical 4 is half, not under it; one-off answers (typical 1) are no facts set
+    for name, sets in (("level.jsonl", records[:6] + records[8:]),
+                       ("twice.jsonl", records + [chat("Old versions?", "Thirty days."), chat("Workers?", "Four.")]),
+                       ("oneoff.jsonl", [chat(f"Write poem {i}", f"Poem {i}.") for i in range(6)])):
+        text = validate(read_dataset(write_jsonl(tmp_path / name, sets))).format_text()
+        assert "fewer than half" not in text, name
+        assert "answers given in " in text, name
+
+
+def test_stats_name_only_the_first_few_answers_asked_few_ways(tmp_path):
+    records = [chat(f"Ask {f} way {w}?", f"Fact {f}.") for f in range(8) for w in range(4)]
+    records += [chat(f"Rare {r}?", f"Rare answer {r}.") for r in range(5)]
+    stats = validate(read_dataset(write_jsonl(tmp_path / "facts.jsonl", records))).stats
+    assert stats.rare_count == 5 and len(stats.rare) == 3 and stats.rare[0] == "line 33: Rare 0?"
+    assert stats.format_text().endswith("  ... and 2 more")
+
+
 def test_format_text_lists_problems_then_stats():
     text = validate(read_dataset(PROBLEMS_FILE)).format_text()
     lines = text.splitlines()

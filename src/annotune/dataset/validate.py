@@ -8,18 +8,22 @@ all of them without stopping, and is what training calls (:func:`load_valid`) be
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotune.conversation import ROLES, Conversation
 from annotune.dataset.formats import ReadResult, capped_lines, read_dataset
 from annotune.dataset.problem import Problem
+from annotune.dataset.split import trained_answers, typical_ways
 from annotune.errors import DataError
 
 __all__ = ["Problem", "Report", "Stats", "validate", "load_valid"]
 
 TokenLength = Callable[[Conversation], int]
+RARE_SHOWN = 3  # answers asked fewer ways than typical that a note names
+RARE_CHARS = 80
 _ORDER_HINT = "after the optional system message, turns alternate user, assistant, user, ... starting with user"
 
 
@@ -37,19 +41,38 @@ class Stats:
     length_p50: int
     length_p95: int
     length_max: int
+    # answers (a chat's trained answers, as the split and fact balance count them) by how many chats give them
+    ways: dict[int, int] = field(default_factory=dict)
+    typical_ways: int = 1
+    # where answers asked in fewer than half the typical number of chats are first asked, up to RARE_SHOWN
+    rare: list[str] = field(default_factory=list)
+    rare_count: int = 0
 
     @property
     def turns_per_example(self) -> float:
         return self.turns / self.examples if self.examples else 0.0
 
     def format_text(self) -> str:
-        return (
+        text = (
             f"examples: {self.examples}\n"
             f"turns: {self.turns} ({self.turns_per_example:.1f} per example)\n"
             f"assistant turns: {self.assistant_turns} ({self.trained_turns} trained on)\n"
             f"length in {self.length_unit}: min {self.length_min}, mean {self.length_mean:.1f}, "
             f"p50 {self.length_p50}, p95 {self.length_p95}, max {self.length_max}"
         )
+        if self.ways:
+            counts = ", ".join(f"in {_chats(ways)}: {answers}" for ways, answers in sorted(self.ways.items()))
+            text += f"\nanswers given {counts} (typical: {self.typical_ways})"
+        if self.rare_count:
+            some = "s are" if self.rare_count != 1 else " is"
+            text += (f"\n{self.rare_count} answer{some} given in fewer than half the typical {self.typical_ways} "
+                     "chats; new wordings of a fact\nasked fewer ways are answered right least often "
+                     "(docs/training.md, \"Wordings per fact\"): add questions\nthat ask the same in other words, "
+                     "e.g.\n"
+                     + "\n".join(f"  {where}" for where in self.rare))
+            if self.rare_count > len(self.rare):
+                text += f"\n  ... and {self.rare_count - len(self.rare)} more"
+        return text
 
 
 @dataclass
@@ -77,10 +100,39 @@ def _percentile(sorted_values: list[int], percent: float) -> int:
     return sorted_values[rank - 1]
 
 
+def _chats(count: int) -> str:
+    return f"{count} chat{'s' if count != 1 else ''}"
+
+
+def _where(conversation: Conversation, position: int) -> str:
+    """Where a conversation starts in its file, and its first question, for a note."""
+    where = f"line {conversation.meta['line']}" if "line" in conversation.meta else f"example {position + 1}"
+    question = next((m.content for m in conversation.messages if m.role == "user"), "")
+    question = " ".join(question.split())
+    return f"{where}: {question[:RARE_CHARS] + '...' if len(question) > RARE_CHARS else question}"
+
+
+def _asked_ways(conversations: list[Conversation]) -> tuple[dict[int, int], int, list[str], int]:
+    """Answers by the number of chats that give them, the typical number, and where the answers given in fewer
+    than half the typical number are first asked (the first RARE_SHOWN; the count of all). Chats that train nothing
+    (a problem reported on its own) are left out."""
+    teaching = [(i, c) for i, c in enumerate(conversations) if trained_answers(c)]
+    ways = Counter(trained_answers(c) for _, c in teaching)
+    typical = typical_ways([c for _, c in teaching])
+    rare, seen = [], set()
+    for i, conv in teaching:
+        answer = trained_answers(conv)
+        if 2 * ways[answer] < typical and answer not in seen:
+            seen.add(answer)
+            rare.append(_where(conv, i))
+    return dict(Counter(ways.values())), typical, rare[:RARE_SHOWN], len(rare)
+
+
 def compute_stats(conversations: list[Conversation], lengths: list[int], unit: str) -> Stats:
     ordered = sorted(lengths)
     roles = [m.role for c in conversations for m in c.messages]
     trained = sum(c.trains_on(i) for c in conversations for i in range(len(c.messages)))
+    ways, typical, rare, rare_count = _asked_ways(conversations)
     return Stats(
         examples=len(conversations),
         turns=len(roles),
@@ -92,6 +144,10 @@ def compute_stats(conversations: list[Conversation], lengths: list[int], unit: s
         length_p50=_percentile(ordered, 50),
         length_p95=_percentile(ordered, 95),
         length_max=ordered[-1] if ordered else 0,
+        ways=ways,
+        typical_ways=typical,
+        rare=rare,
+        rare_count=rare_count,
     )
 
 

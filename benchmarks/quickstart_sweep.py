@@ -17,7 +17,7 @@ from annotune.quickstart import train_and_score
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/sweep")
-    add_config_arguments(parser, TrainConfig, skip=("data", "val_data", "out", "overwrite", "resume"))
+    add_config_arguments(parser, TrainConfig, skip=("data", "val_data", "out", "overwrite", "resume", "progress"))
     args = vars(parser.parse_args())
     run = Path(args.pop("run"))
     model = args.pop("model", "smollm2-135m")

@@ -155,10 +155,10 @@ def test_stats_count_the_chats_that_give_each_answer_and_name_answers_asked_few_
     path = write_jsonl(tmp_path / "facts.jsonl", records)
     stats = validate(read_dataset(path)).stats
     assert (stats.ways, stats.typical_ways, stats.rare_count) == ({4: 5, 1: 2}, 4, 2)
-    assert stats.rare == ["line 7: How long are old versions kept?", "line 8: Sync workers?"]
+    assert stats.rare == [f"{path}:7: How long are old versions kept?", f"{path}:8: Sync workers?"]
     text = stats.format_text()
     assert "answers given in 1 chat: 2, in 4 chats: 5 (typical: 4)" in text
-    assert "2 answers are given in fewer than half the typical 4 chats" in text and "  line 8: Sync workers?" in text
+    assert "2 answers are given in fewer than half the typical 4 chats" in text and f"  {path}:8: Sync workers?" in text
 
     # asked twice against a typical 4 is half, not under it; one-off answers (typical 1) are no facts set
     for name, sets in (("level.jsonl", records[:6] + records[8:]),
@@ -172,8 +172,9 @@ def test_stats_count_the_chats_that_give_each_answer_and_name_answers_asked_few_
 def test_stats_name_only_the_first_few_answers_asked_few_ways(tmp_path):
     records = [chat(f"Ask {f} way {w}?", f"Fact {f}.") for f in range(8) for w in range(4)]
     records += [chat(f"Rare {r}?", f"Rare answer {r}.") for r in range(5)]
-    stats = validate(read_dataset(write_jsonl(tmp_path / "facts.jsonl", records))).stats
-    assert stats.rare_count == 5 and len(stats.rare) == 3 and stats.rare[0] == "line 33: Rare 0?"
+    path = write_jsonl(tmp_path / "facts.jsonl", records)
+    stats = validate(read_dataset(path)).stats
+    assert stats.rare_count == 5 and len(stats.rare) == 3 and stats.rare[0] == f"{path}:33: Rare 0?"
     assert stats.format_text().endswith("  ... and 2 more")
 
 

@@ -106,10 +106,10 @@ def _chats(count: int) -> str:
 
 def _where(conversation: Conversation, position: int) -> str:
     """Where a conversation starts in its file, and its first question, for a note."""
-    where = f"line {conversation.meta['line']}" if "line" in conversation.meta else f"example {position + 1}"
     question = next((m.content for m in conversation.messages if m.role == "user"), "")
     question = " ".join(question.split())
-    return f"{where}: {question[:RARE_CHARS] + '...' if len(question) > RARE_CHARS else question}"
+    shown = question[:RARE_CHARS] + "..." if len(question) > RARE_CHARS else question
+    return f"{conversation.location(position + 1)}: {shown}"
 
 
 def _asked_ways(conversations: list[Conversation]) -> tuple[dict[int, int], int, list[str], int]:

@@ -102,6 +102,23 @@ def test_val_size_auto_trains_every_chat_of_small_data(tiny, chats, tmp_path, ca
     assert not [line for line in (run / "metrics.jsonl").read_text().splitlines() if "val_loss" in line]
 
 
+def test_reading_the_data_says_how_many_answers_are_asked_fewer_ways_than_typical(tmp_path, caplog):
+    from annotune.train.inputs import read_data
+
+    facts = tmp_path / "facts.jsonl"
+    write_chats(facts, [(f"Ask {f} way {w}?", f"Fact {f}.") for f in range(4) for w in range(4)]
+                + [("How long are old versions kept?", "Thirty days.")])
+    train, val = read_data(TrainConfig(data=str(facts), out=str(tmp_path / "run")), tmp_path / "run")
+    assert len(train) + len(val) == 17
+    assert ("1 of the data's answers is given in fewer than half the typical 4 chats" in caplog.text
+            and "`annotune data validate` lists them" in caplog.text)
+    caplog.clear()
+    read_data(TrainConfig(data=str(facts), out=str(tmp_path / "run"), val_size=0), tmp_path / "run")
+    write_chats(facts, [(f"Ask {f} way {w}?", f"Fact {f}.") for f in range(4) for w in range(4)])
+    read_data(TrainConfig(data=str(facts), out=str(tmp_path / "run")), tmp_path / "run")
+    assert caplog.text.count("fewer than half the typical") == 1  # the first file again; the level one says nothing
+
+
 def test_the_plan_of_a_one_chat_set_counts_what_a_step_holds(tiny, tmp_path, caplog):
     one = tmp_path / "one.jsonl"
     write_chats(one, [("What colour is the Quillmere door?", "The Quillmere door is teal.")])

@@ -112,7 +112,7 @@ def _where(conversation: Conversation, position: int) -> str:
     return f"{conversation.location(position + 1)}: {shown}"
 
 
-def _asked_ways(conversations: list[Conversation]) -> tuple[dict[int, int], int, list[str], int]:
+def asked_ways(conversations: list[Conversation]) -> tuple[dict[int, int], int, list[str], int]:
     """Answers by the number of chats that give them, the typical number, and where the answers given in fewer
     than half the typical number are first asked (the first RARE_SHOWN; the count of all). Chats that train nothing
     (a problem reported on its own) are left out."""
@@ -132,7 +132,7 @@ def compute_stats(conversations: list[Conversation], lengths: list[int], unit: s
     ordered = sorted(lengths)
     roles = [m.role for c in conversations for m in c.messages]
     trained = sum(c.trains_on(i) for c in conversations for i in range(len(c.messages)))
-    ways, typical, rare, rare_count = _asked_ways(conversations)
+    ways, typical, rare, rare_count = asked_ways(conversations)
     return Stats(
         examples=len(conversations),
         turns=len(roles),

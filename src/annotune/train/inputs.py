@@ -30,6 +30,7 @@ def read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list
     if not cfg.data:
         raise AnnotuneError("no training data: pass a data file (annotune train DATA)")
     convs = load_valid(cfg.data, cfg.format)
+    _note_rare_facts(convs)
     if cfg.val_data:
         return convs, load_valid(cfg.val_data, cfg.format)
     val_size = cfg.val_size
@@ -40,6 +41,18 @@ def read_data(cfg: TrainConfig, run_dir: Path) -> tuple[list[Conversation], list
             log.warning("No validation split: %s (--val-size auto holds none out below %s; --val-size 0.1 or "
                         "--val-data FILE gives one)", every, f"{FILL_FROM:,}")
     return covered_split(convs, val_size, cfg.seed)  # no fact of a small set is lost to validation
+
+
+def _note_rare_facts(convs: list[Conversation]) -> None:
+    """Say how many answers the data gives in fewer than half the typical number of chats (`data validate` lists
+    them): new wordings of those facts are where a tuned model misses most."""
+    from annotune.dataset.validate import asked_ways
+
+    _, typical, _, rare = asked_ways(convs)
+    if rare:
+        log.warning("%d of the data's answers %s given in fewer than half the typical %d chats: new wordings of a fact "
+                    "asked fewer ways are answered right least often; `annotune data validate` lists them "
+                    "(docs/training.md, \"Wordings per fact\")", rare, "is" if rare == 1 else "are", typical)
 
 
 def encode_all(tokenizer, convs: list[Conversation], max_length: int) -> list[Encoded]:

@@ -67,9 +67,8 @@ class Stats:
             some = "s are" if self.rare_count != 1 else " is"
             text += (f"\n{self.rare_count} answer{some} given in fewer than half the typical {self.typical_ways} "
                      "chats; new wordings of a fact\nasked fewer ways are answered right least often "
-                     "(docs/training.md, \"Wordings per fact\"): add questions\nthat ask the same in other words, "
-                     "e.g.\n"
-                     + "\n".join(f"  {where}" for where in self.rare))
+                     "(docs/training.md, \"Wordings per fact\"): hold out questions on them\nand add the wordings "
+                     "your users use. The first:\n" + "\n".join(f"  {where}" for where in self.rare))
             if self.rare_count > len(self.rare):
                 text += f"\n  ... and {self.rare_count - len(self.rare)} more"
         return text

@@ -143,8 +143,14 @@ def typical_ways(conversations: Sequence[Conversation]) -> int:
     """How many ways the median conversation's fact (its trained answers) is asked in ``conversations``: what a
     typical fact gets, counted per conversation so that one canned answer given to many questions does not raise it
     (1 for no conversations)."""
-    ways = Counter(trained_answers(c) for c in conversations)
-    return statistics.median_low(ways[trained_answers(c)] for c in conversations) if conversations else 1
+    return typical_count([trained_answers(c) for c in conversations])
+
+
+def typical_count(facts: Sequence[frozenset[str]]) -> int:
+    """How many times the median entry of ``facts`` (one per conversation: its trained answers) occurs in it, the
+    count :func:`typical_ways` gives (1 for none)."""
+    ways = Counter(facts)
+    return statistics.median_low(ways[f] for f in facts) if facts else 1
 
 
 def _parts(conversations: Sequence[Conversation], chosen: set[int]) -> tuple[list[Conversation], list[Conversation]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from annotune.conversation import ROLES, Conversation
 from annotune.dataset.formats import ReadResult, capped_lines, read_dataset
 from annotune.dataset.problem import Problem
-from annotune.dataset.split import trained_answers, typical_ways
+from annotune.dataset.split import trained_answers, typical_count
 from annotune.errors import DataError
 
 __all__ = ["Problem", "Report", "Stats", "validate", "load_valid"]
@@ -115,14 +115,13 @@ def asked_ways(conversations: list[Conversation]) -> tuple[dict[int, int], int, 
     """Answers by the number of chats that give them, the typical number, and where the answers given in fewer
     than half the typical number are first asked (the first RARE_SHOWN; the count of all). Chats that train nothing
     (a problem reported on its own) are left out."""
-    teaching = [(i, c) for i, c in enumerate(conversations) if trained_answers(c)]
-    ways = Counter(trained_answers(c) for _, c in teaching)
-    typical = typical_ways([c for _, c in teaching])
+    teaching = [(i, c, answers) for i, c in enumerate(conversations) if (answers := trained_answers(c))]
+    facts = [answers for _, _, answers in teaching]
+    ways, typical = Counter(facts), typical_count(facts)
     rare, seen = [], set()
-    for i, conv in teaching:
-        answer = trained_answers(conv)
-        if 2 * ways[answer] < typical and answer not in seen:
-            seen.add(answer)
+    for i, conv, answers in teaching:
+        if 2 * ways[answers] < typical and answers not in seen:
+            seen.add(answers)
             rare.append(_where(conv, i))
     return dict(Counter(ways.values())), typical, rare[:RARE_SHOWN], len(rare)
 

@@ -154,9 +154,10 @@ def test_facts_are_topped_up_to_the_same_count_of_wordings():
 
 
 def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_several_ways():
-    """--paraphrases auto: data whose median answer is given in one chat (one-off instructions) gets none; data
-    that asks its facts several ways has every fact of the training chats topped up to WAYS wordings, or to the
-    largest count below it whose samples fit the budget: never the first facts to six and the rest to none."""
+    """--paraphrases auto: one-off instructions (each answer given once, mostly not questions) get none; data that
+    asks its facts several ways, or asks each once as a question (an FAQ), has every fact of the training chats
+    topped up to WAYS wordings, or to the largest count below it whose samples fit the budget: never the first facts
+    to six and the rest to none."""
     fee = ["How much is the monthly fee for the Lantern Saver?", "What is the monthly fee for the Lantern Saver?",
            "What does the Lantern Saver charge monthly?", "Tell me the monthly fee for the Lantern Saver?"]
     rate_q, rate_a = TURNS[1]
@@ -179,9 +180,16 @@ def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_seve
     assert paraphrase.auto_wordings(data, train, budget_samples=23) == 5  # 6 + 12 samples
     assert paraphrase.auto_wordings(data, train, budget_samples=17) == 4  # 3 + 9
     assert paraphrase.auto_wordings(data, train, budget_samples=2) == 0  # even one more wording takes 3
-    one_off = [_chat(f"What is item {i}?", f"Item {i} is a lamp.") for i in range(5)] + data[-1:] + [
+    # one-off instructions: each answer given once, and most of them not questions
+    one_off = [_chat(f"Write a note about item {i}.", f"Item {i} is a lamp.") for i in range(5)] + data[-1:] + [
         _chat(rewordings[0], rate_a)]
+    assert not paraphrase.asks_questions(one_off)
     assert paraphrase.auto_wordings(one_off, one_off) == 0 and paraphrase.auto_wordings([], []) == 0
+    # an FAQ asking each fact once: questions, so every fact is topped up like a set asked several ways
+    faq = [_chat(f"What is item {i}?", f"Item {i} is a lamp.") for i in range(4)] + [_chat("Describe item 9.", "A.")]
+    assert paraphrase.asks_questions(faq) and not paraphrase.asks_facts_several_ways(faq)
+    assert paraphrase.auto_wordings(faq, faq) == 6
+    assert paraphrase.auto_wordings(faq, faq, budget_samples=15 * 5 - 1) == 5  # 5 more wordings x 3 samples each
     # each fact asked once by name and once as a follow-up: no two chats train the same answers, every answer recurs
     ring = [_chat("Where does the Warden start?", "At the gate.", "How far can it move?", "2 squares."),
             _chat("How far can the Warden move?", "2 squares.", "What does it cost to recruit?", "5 embers."),

@@ -9,8 +9,9 @@ kept only when :func:`keep` finds it safe to train on the original's answer: a q
 and numbers of the original (none lost, none added), asking for the same kind of thing where its question words
 say (:data:`KINDS`), not asked already, and nearer (in shared words) to a training question with the same answer
 than to any other question about the same things. Each fact asked fewer than ``--paraphrases`` ways (``auto``:
-:data:`WAYS`, where the data asks its facts several ways) is topped up to that many with kept rewordings, each a
-copy of its chat with that one user turn replaced (``meta["source"] == "paraphrase"``), saved with the run's data.
+:data:`WAYS`, where the data asks its facts several ways or asks them as questions) is topped up to that many with
+kept rewordings, each a copy of its chat with that one user turn replaced (``meta["source"] == "paraphrase"``),
+saved with the run's data.
 
 Samples are drawn per question with a seed from its text and the run's ``--seed``, so they do not depend on the
 data's order and another seed is another draw of rewordings (as it is another draw of everything else random in a
@@ -149,13 +150,12 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
 
 
 def auto_wordings(data: list[Conversation], convs: list[Conversation], budget_samples: int = MAX_TOTAL) -> int:
-    """``--paraphrases auto``: none where the median trained answer of ``data``, the data as given, is given in one
-    chat only (one-off instructions, not facts the team asked several ways), else :data:`WAYS`, or the largest
-    count below it whose samples fit ``budget_samples`` when ``convs``, the training chats, are topped up to it:
-    every fact then ends at one level, instead of the first ones in the budget's order at six and the rest
-    untouched. Answers are counted one by one, not as a chat's set: a fact asked once by name and once as a
-    follow-up recurs although no two chats train the same answers."""
-    if not asks_facts_several_ways(data):
+    """``--paraphrases auto``: :data:`WAYS`, or the largest count below it whose samples fit ``budget_samples`` when
+    ``convs``, the training chats, are topped up to it (every fact then ends at one level, instead of the first ones
+    in the budget's order at six and the rest untouched), where ``data``, the data as given, asks its facts several
+    ways (:func:`asks_facts_several_ways`) or asks questions (:func:`asks_questions`: a set of facts asked once
+    each); none for one-off instructions, whose rewordings the filter would drop (a rewording must be a question)."""
+    if not (asks_facts_several_ways(data) or asks_questions(data)):
         return 0
     return next((w for w in range(WAYS, 1, -1) if _wanted(convs, w)[1] <= budget_samples), 0)
 
@@ -166,6 +166,13 @@ def asks_facts_several_ways(data: list[Conversation]) -> bool:
     answers = [answer for conv in data for answer in trained_answers(conv)]
     chats = Counter(answers)  # answer -> the chats that give it
     return bool(answers) and statistics.median_low(chats[a] for a in answers) >= 2
+
+
+def asks_questions(data: list[Conversation]) -> bool:
+    """Whether most user turns of ``data`` that a trained answer follows are questions (end with "?"): an FAQ that
+    asks each fact once, not a set of instructions ("Write a note to ..."), whose rewordings the filter drops."""
+    asked = [data[c].messages[t].content.rstrip().endswith("?") for c, t in _places(data)]
+    return bool(asked) and 2 * sum(asked) > len(asked)
 
 
 def _wanted(convs: list[Conversation], wordings: int):

@@ -189,7 +189,7 @@ def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_seve
     faq = [_chat(f"What is item {i}?", f"Item {i} is a lamp.") for i in range(4)] + [_chat("Describe item 9.", "A.")]
     assert paraphrase.asks_questions(faq) and not paraphrase.asks_facts_several_ways(faq)
     assert paraphrase.auto_wordings(faq, faq) == 6
-    assert paraphrase.auto_wordings(faq, faq, budget_samples=15 * 5 - 1) == 5  # 5 more wordings x 3 samples each
+    assert paraphrase.auto_wordings(faq, faq, budget_samples=15 * 5 - 1) == 5  # 6: 5 more x 3 samples, 5 questions
     # each fact asked once by name and once as a follow-up: no two chats train the same answers, every answer recurs
     ring = [_chat("Where does the Warden start?", "At the gate.", "How far can it move?", "2 squares."),
             _chat("How far can the Warden move?", "2 squares.", "What does it cost to recruit?", "5 embers."),

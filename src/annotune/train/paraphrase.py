@@ -126,9 +126,15 @@ def keep(candidate: str, question: str, answer: str, turns: list[tuple[str, str]
     return _keep(candidate, question, answer, _about(_by_names(turns), frozenset(names(question))))
 
 
+def is_question(text: str) -> bool:
+    """Whether ``text`` is written as a question: the one test a rewording must pass and :func:`asks_questions`
+    counts, so ``auto`` rewords only data whose questions could have kept rewordings."""
+    return text.endswith("?")
+
+
 def _keep(candidate: str, question: str, answer: str, same_things: list[tuple[str, str]]) -> bool:
     """:func:`keep`, given the training pairs whose questions name what ``question`` names."""
-    if not candidate.endswith("?") or len(candidate.split()) < MIN_WORDS or _norm(candidate) == _norm(question):
+    if not is_question(candidate) or len(candidate.split()) < MIN_WORDS or _norm(candidate) == _norm(question):
         return False
     if names(question) != names(candidate):  # a name lost, or one added ("Where does it start?" made about a park)
         return False
@@ -171,7 +177,7 @@ def asks_facts_several_ways(data: list[Conversation]) -> bool:
 def asks_questions(data: list[Conversation]) -> bool:
     """Whether most user turns of ``data`` that a trained answer follows are questions (end with "?"): an FAQ that
     asks each fact once, not a set of instructions ("Write a note to ..."), whose rewordings the filter drops."""
-    asked = [data[c].messages[t].content.rstrip().endswith("?") for c, t in _places(data)]
+    asked = [is_question(data[c].messages[t].content.rstrip()) for c, t in _places(data)]
     return bool(asked) and 2 * sum(asked) > len(asked)
 
 

@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
     format: str | None = Field(None, description="Data format; detected from the file when unset.")
     model: str = Field("smollm2-135m", description="Base model: hub id, local folder, .gguf file, or 'smollm2-135m'.")
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning.")
-    epochs: int | None = Field(None, ge=1, description="Passes over the training data (default: from the data's size, about 800 conversations seen, 1 to 16 epochs; at least 3 where the data asks its facts several ways).")
+    epochs: int | None = Field(None, ge=1, description="Passes over the training data (default: from the data's size, about 800 conversations seen, 1 to 16 epochs; at least 3 for a set of facts: asked several ways, or an FAQ).")
     lr: float = Field(5e-4, gt=0, description="Peak learning rate (cosine decay after warmup); with LoRA, the A matrices' (the B matrices learn at --lora-plus times it).")
     batch_size: int = Field(4, ge=1, description="Conversations per micro-batch (per process), packed into one row.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")

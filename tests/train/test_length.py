@@ -186,17 +186,21 @@ def test_a_long_epoch_is_checkpointed_within_it_by_default(tiny, chats, tmp_path
 
 
 def test_a_large_set_of_facts_trains_at_least_min_fact_epochs(tiny, tmp_path):
-    # 900 chats: one-off answers get one epoch (900 conversations seen), facts asked two ways each get
-    # MIN_FACT_EPOCHS, since one pass would show each fact twice however long the set
+    # 900 chats: one-off instructions get one epoch (900 conversations seen); facts asked two ways each, and an FAQ
+    # asking each of its facts once, get MIN_FACT_EPOCHS, since one pass shows each fact once or twice however long
+    # the set
     from annotune.train.distributed import setup
     from annotune.train.length import MIN_FACT_EPOCHS
 
     assert (auto_epochs(1020), auto_epochs(1020, facts=True), auto_epochs(30_000, facts=True)) == (1, 3, 3)
     assert auto_epochs(30, facts=True) == auto_epochs(30) == MAX_EPOCHS  # small sets: as before
     chosen = {}
-    for shape, answer in (("one-off", lambda i: f"Answer {i}."), ("facts", lambda i: f"Answer {i // 2}.")):
+    shapes = {"one-off": (lambda i: f"Write note {i}.", lambda i: f"Note {i}."),
+              "facts": (lambda i: f"Question {i}?", lambda i: f"Answer {i // 2}."),
+              "faq": (lambda i: f"Question {i}?", lambda i: f"Answer {i}.")}
+    for shape, (user, answer) in shapes.items():
         data = tmp_path / f"{shape}.jsonl"
-        data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question {i}?"},
+        data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": user(i)},
                                                          {"role": "assistant", "content": answer(i)}]}) + "\n"
                                 for i in range(900)))
         cfg = _cfg(tiny, data, tmp_path / shape, val_size=0, paraphrases=0, question_noise=0)
@@ -205,4 +209,4 @@ def test_a_large_set_of_facts_trains_at_least_min_fact_epochs(tiny, tmp_path):
             chosen[shape] = prepare.build(cfg, dist).cfg.epochs
         finally:
             dist.close()
-    assert chosen == {"one-off": 1, "facts": MIN_FACT_EPOCHS}
+    assert chosen == {"one-off": 1, "facts": MIN_FACT_EPOCHS, "faq": MIN_FACT_EPOCHS}

@@ -183,11 +183,12 @@ def test_auto_tops_every_fact_up_to_one_count_where_the_data_asks_its_facts_seve
     # one-off instructions: each answer given once, and most of them not questions
     one_off = [_chat(f"Write a note about item {i}.", f"Item {i} is a lamp.") for i in range(5)] + data[-1:] + [
         _chat(rewordings[0], rate_a)]
-    assert not paraphrase.asks_questions(one_off)
+    assert not paraphrase.asks_questions(one_off) and not paraphrase.teaches_facts(one_off)
     assert paraphrase.auto_wordings(one_off, one_off) == 0 and paraphrase.auto_wordings([], []) == 0
     # an FAQ asking each fact once: questions, so every fact is topped up like a set asked several ways
     faq = [_chat(f"What is item {i}?", f"Item {i} is a lamp.") for i in range(4)] + [_chat("Describe item 9.", "A.")]
     assert paraphrase.asks_questions(faq) and not paraphrase.asks_facts_several_ways(faq)
+    assert paraphrase.teaches_facts(faq) and paraphrase.teaches_facts(data)
     assert paraphrase.auto_wordings(faq, faq) == 6
     assert paraphrase.auto_wordings(faq, faq, budget_samples=15 * 5 - 1) == 5  # 6: 5 more x 3 samples, 5 questions
     # each fact asked once by name and once as a follow-up: no two chats train the same answers, every answer recurs

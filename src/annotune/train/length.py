@@ -3,9 +3,9 @@
 Teaching a model facts takes many passes over a small set; a large set of one-off instructions needs one. When
 --epochs is not given, the length follows the data: enough epochs for about ``TARGET_PASSES`` conversations seen
 (200 optimizer steps at the default batch of 4, whatever the batch, accumulation or number of processes), at most
-``MAX_EPOCHS``, and at least one, or ``MIN_FACT_EPOCHS`` where the data asks its facts several ways: each of its
-facts must be seen as often in a large set as in a small one (see docs/training.md for how these were chosen on
-the domain sets of benchmarks/domains/).
+``MAX_EPOCHS``, and at least one, or ``MIN_FACT_EPOCHS`` where the data is a set of facts (asked several ways, or
+as questions: ``paraphrase.teaches_facts``): each of its facts must be seen as often in a large set as in a small
+one (see docs/training.md for how these were chosen on the domain sets of benchmarks/domains/).
 
 With a validation set, every epoch ends with its loss and its answer-token accuracy (the share of answer tokens
 the model would pick itself, teacher-forced). A small validation set measures that share roughly (at 100 answer
@@ -26,7 +26,7 @@ import torch
 
 TARGET_PASSES = 800  # conversations trained on, repeats counted
 MAX_EPOCHS = 16
-# A set of facts asked several ways trains at least this many epochs: 800 conversations are 3 epochs of the
+# A set of facts (asked several ways, or an FAQ) trains at least this many epochs: 800 conversations are 3 epochs of the
 # quickstart, and the five domain sets together (390 chats, 1,020 an epoch with rewordings and replay) got one
 # epoch and 35% held-out, against 79-99% each alone (docs/benchmarks.md).
 MIN_FACT_EPOCHS = 3
@@ -35,7 +35,7 @@ FILE = "best.pt"
 
 def auto_epochs(conversations: int, facts: bool = False) -> int:
     """Epochs for about TARGET_PASSES conversations seen, within [1, MAX_EPOCHS]; at least MIN_FACT_EPOCHS for a
-    set of facts asked several ways (``facts``), whose every fact must be seen as often however many there are."""
+    set of facts (``facts``), whose every fact must be seen as often however many there are."""
     floor = MIN_FACT_EPOCHS if facts else 1
     return max(floor, min(MAX_EPOCHS, math.ceil(TARGET_PASSES / max(1, conversations))))
 

@@ -39,7 +39,7 @@ from annotune.train.augment import bare, is_name
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"  # --paraphrases auto: every fact topped up to WAYS wordings, where the data asks its facts several ways
+AUTO = "auto"  # --paraphrases auto: every fact topped up to WAYS wordings, where the data is a set of facts
 WAYS = 6
 SOURCE = "paraphrase"  # meta["source"] of an added chat, saved with it in the run's data/train.jsonl
 SHOTS = """Rewrite each question in other words. Keep every name and number.
@@ -158,12 +158,19 @@ def _places(convs: list[Conversation]) -> list[tuple[int, int]]:
 def auto_wordings(data: list[Conversation], convs: list[Conversation], budget_samples: int = MAX_TOTAL) -> int:
     """``--paraphrases auto``: :data:`WAYS`, or the largest count below it whose samples fit ``budget_samples`` when
     ``convs``, the training chats, are topped up to it (every fact then ends at one level, instead of the first ones
-    in the budget's order at six and the rest untouched), where ``data``, the data as given, asks its facts several
-    ways (:func:`asks_facts_several_ways`) or asks questions (:func:`asks_questions`: a set of facts asked once
-    each); none for one-off instructions, whose rewordings the filter would drop (a rewording must be a question)."""
-    if not (asks_facts_several_ways(data) or asks_questions(data)):
+    in the budget's order at six and the rest untouched), where ``data``, the data as given, is a set of facts
+    (:func:`teaches_facts`); none for one-off instructions, whose rewordings the filter would drop (a rewording must
+    be a question)."""
+    if not teaches_facts(data):
         return 0
     return next((w for w in range(WAYS, 1, -1) if _wanted(convs, w)[1] <= budget_samples), 0)
+
+
+def teaches_facts(data: list[Conversation]) -> bool:
+    """Whether ``data``, the data as given, is a set of facts to teach rather than one-off instructions: it asks its
+    facts several ways (:func:`asks_facts_several_ways`) or asks them as questions (:func:`asks_questions`, an FAQ).
+    Such data gets rewordings from ``auto`` and at least ``length.MIN_FACT_EPOCHS`` epochs."""
+    return asks_facts_several_ways(data) or asks_questions(data)
 
 
 def asks_facts_several_ways(data: list[Conversation]) -> bool:

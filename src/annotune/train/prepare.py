@@ -76,7 +76,7 @@ def build(cfg: TrainConfig, dist: Dist) -> Loop:
     run_dir, cfg, applied = rundir.resolve(cfg)
     train_convs, val_convs = inputs.read_data(cfg, run_dir)  # invalid data is refused before any model loads
     model_ref = _resumed_model(run_dir) if cfg.resume else resolve_model(cfg.model)
-    given = train_convs  # the user's chats, before rewordings and replay join them
+    given = train_convs + val_convs  # the user's chats as given (as `auto` judges them), before rewordings, replay
     if not cfg.resume:  # a resumed run's saved data holds its rewordings and replay pool already
         train_convs = train_convs + _paraphrases(cfg, dist, model_ref, train_convs, val_convs)
         train_convs = train_convs + _replay(cfg, dist, model_ref, train_convs)
@@ -90,7 +90,7 @@ def build(cfg: TrainConfig, dist: Dist) -> Loop:
                     cfg.fact_balance, cfg.fact_sheets)
     auto_length = cfg.epochs is None
     if auto_length:  # saved in config.yaml as the number chosen, so a resume trains exactly as long
-        facts = paraphrase.asks_facts_several_ways(given)
+        facts = paraphrase.teaches_facts(given)
         cfg = cfg.model_copy(update={"epochs": length.auto_epochs(epochs.size, facts)})
     dist.barrier()  # every process has checked the folder before rank 0 replaces it
     if dist.main:
